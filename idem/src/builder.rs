@@ -1,0 +1,291 @@
+//! Configuring a table.
+
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::SingleFlight;
+
+/// The most shards a table may have.
+pub const MAX_SHARDS: usize = 1 << 16;
+
+/// Builds a [`SingleFlight`] that also stores results.
+///
+/// Created by [`SingleFlight::builder`]. Setters take and return the builder
+/// by value; nothing is checked until [`build`](Builder::build), which reports
+/// every invalid setting as a [`BuildError`].
+///
+/// ```
+/// use std::time::Duration;
+/// use idem::SingleFlight;
+///
+/// let flight: SingleFlight<String, u64> = SingleFlight::builder()
+///     .ttl(Duration::from_secs(30))
+///     .max_entries(10_000)
+///     .build()?;
+/// # Ok::<(), idem::BuildError>(())
+/// ```
+#[must_use = "a builder does nothing until `.build()` is called"]
+pub struct Builder<K, V, E> {
+    ttl: Option<Duration>,
+    max_entries: Option<usize>,
+    shards: Option<usize>,
+    sweep_interval: Option<Duration>,
+    _types: PhantomData<fn() -> (K, V, E)>,
+}
+
+impl<K, V, E> fmt::Debug for Builder<K, V, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("ttl", &self.ttl)
+            .field("max_entries", &self.max_entries)
+            .field("shards", &self.shards)
+            .field("sweep_interval", &self.sweep_interval)
+            .finish()
+    }
+}
+
+/// The settings a table was built with, after defaults and validation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// `None`: nothing is stored (no ttl, or a ttl of zero).
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) max_entries: Option<usize>,
+    pub(crate) shards: usize,
+    pub(crate) sweep_interval: Duration,
+}
+
+impl<K, V, E> Builder<K, V, E> {
+    pub(crate) fn new() -> Self {
+        Self {
+            ttl: None,
+            max_entries: None,
+            shards: None,
+            sweep_interval: None,
+            _types: PhantomData,
+        }
+    }
+
+    /// How long a successful result is replayed to later callers of its key.
+    ///
+    /// Without a ttl, or with `Duration::ZERO`, the table only coalesces
+    /// concurrent calls and keeps nothing afterwards. A ttl too large to add
+    /// to the clock (`Duration::MAX`) means "until evicted or forgotten".
+    ///
+    /// Expiry is exact under the `test-util` feature and otherwise honoured
+    /// to within the coarse clock's tick (1–4 ms on Linux); see the crate
+    /// docs, *Time*.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The most stored results the table keeps. When a shard is full, the
+    /// S3-FIFO policy drops the result least likely to be asked for again.
+    /// Running flights are not counted and never evicted.
+    ///
+    /// Unbounded by default. Requires a [`ttl`](Builder::ttl).
+    pub fn max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = Some(max_entries);
+        self
+    }
+
+    /// The number of shards, a power of two from 1 to [`MAX_SHARDS`].
+    ///
+    /// Defaults to four per available CPU, rounded up to a power of two. A
+    /// table with `max_entries` below the shard count uses fewer shards, so
+    /// that every shard can hold a result.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// How often the background sweeper removes expired results.
+    ///
+    /// Defaults to the ttl, clamped to between 1 s and 60 s: an expired
+    /// result is gone from memory at most that long after it expires, even
+    /// if its key is never asked for again.
+    pub fn sweep_interval(mut self, interval: Duration) -> Self {
+        self.sweep_interval = Some(interval);
+        self
+    }
+
+    /// Checks the settings and builds the table.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] names the first invalid setting: `max_entries(0)`,
+    /// `max_entries` without `ttl`, a shard count that is zero, not a power of
+    /// two or above [`MAX_SHARDS`], or a zero `sweep_interval`.
+    ///
+    /// A table that stores results is swept by a background task, hence the
+    /// `Send + Sync + 'static` bounds; [`SingleFlight::new`] has none.
+    pub fn build(self) -> Result<SingleFlight<K, V, E>, BuildError>
+    where
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+    {
+        Ok(SingleFlight::from_settings(self.settings()?))
+    }
+
+    fn settings(&self) -> Result<Settings, BuildError> {
+        if let Some(n) = self.max_entries {
+            if n == 0 {
+                return Err(BuildError::ZeroMaxEntries);
+            }
+            if self.ttl.is_none() {
+                return Err(BuildError::MaxEntriesWithoutTtl);
+            }
+        }
+        let shards = match self.shards {
+            Some(0) => return Err(BuildError::ZeroShards),
+            Some(n) if n > MAX_SHARDS => return Err(BuildError::TooManyShards(n)),
+            Some(n) if !n.is_power_of_two() => return Err(BuildError::ShardsNotPowerOfTwo(n)),
+            Some(n) => n,
+            None => default_shards(),
+        };
+        let ttl = self.ttl.filter(|t| !t.is_zero());
+        // Every shard must be able to hold at least one result.
+        let shards = match self.max_entries {
+            Some(n) if n < shards => prev_power_of_two(n),
+            _ => shards,
+        };
+        let sweep_interval = match self.sweep_interval {
+            Some(d) if d.is_zero() => return Err(BuildError::ZeroSweepInterval),
+            Some(d) => d,
+            None => ttl
+                .unwrap_or(Duration::ZERO)
+                .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+        };
+        Ok(Settings {
+            ttl,
+            max_entries: self.max_entries,
+            shards,
+            sweep_interval,
+        })
+    }
+}
+
+fn default_shards() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus * 4).next_power_of_two().min(MAX_SHARDS)
+}
+
+fn prev_power_of_two(n: usize) -> usize {
+    debug_assert!(n > 0);
+    1 << (usize::BITS - 1 - n.leading_zeros())
+}
+
+pub(crate) fn defaults() -> Settings {
+    Builder::<(), (), ()>::new()
+        .settings()
+        .expect("the default settings are valid")
+}
+
+/// An invalid setting, reported by [`Builder::build`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `max_entries(0)`: a table that may store nothing should have no ttl.
+    ZeroMaxEntries,
+    /// `max_entries` without `ttl`: nothing would be stored to bound.
+    MaxEntriesWithoutTtl,
+    /// `shards(0)`.
+    ZeroShards,
+    /// The shard count is not a power of two.
+    ShardsNotPowerOfTwo(usize),
+    /// The shard count is above [`MAX_SHARDS`].
+    TooManyShards(usize),
+    /// `sweep_interval(Duration::ZERO)`.
+    ZeroSweepInterval,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::ZeroMaxEntries => f.write_str(
+                "max_entries must be at least 1 (to store nothing, leave the ttl unset)",
+            ),
+            BuildError::MaxEntriesWithoutTtl => f.write_str(
+                "max_entries bounds stored results, but without a ttl nothing is stored: set a ttl",
+            ),
+            BuildError::ZeroShards => f.write_str("shards must be at least 1"),
+            BuildError::ShardsNotPowerOfTwo(n) => {
+                write!(f, "shards must be a power of two, got {n}")
+            }
+            BuildError::TooManyShards(n) => {
+                write!(f, "shards must be at most {MAX_SHARDS}, got {n}")
+            }
+            BuildError::ZeroSweepInterval => f.write_str("sweep_interval must be above zero"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(b: Builder<u8, u8, ()>) -> Result<Settings, BuildError> {
+        b.settings()
+    }
+
+    #[test]
+    fn each_invalid_setting_is_reported() {
+        let b = || Builder::<u8, u8, ()>::new();
+        let ttl = Duration::from_secs(1);
+        assert_eq!(
+            settings(b().ttl(ttl).max_entries(0)).unwrap_err(),
+            BuildError::ZeroMaxEntries
+        );
+        assert_eq!(
+            settings(b().max_entries(5)).unwrap_err(),
+            BuildError::MaxEntriesWithoutTtl
+        );
+        assert_eq!(settings(b().shards(0)).unwrap_err(), BuildError::ZeroShards);
+        assert_eq!(
+            settings(b().shards(6)).unwrap_err(),
+            BuildError::ShardsNotPowerOfTwo(6)
+        );
+        assert_eq!(
+            settings(b().shards(MAX_SHARDS * 2)).unwrap_err(),
+            BuildError::TooManyShards(MAX_SHARDS * 2)
+        );
+        assert_eq!(
+            settings(b().sweep_interval(Duration::ZERO)).unwrap_err(),
+            BuildError::ZeroSweepInterval
+        );
+        for e in [BuildError::ZeroShards, BuildError::ShardsNotPowerOfTwo(3)] {
+            assert!(!e.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn defaults_and_derived_settings() {
+        let s = defaults();
+        assert!(s.shards.is_power_of_two());
+        assert_eq!(s.ttl, None);
+        assert_eq!(s.sweep_interval, Duration::from_secs(1));
+
+        let s = settings(Builder::new().ttl(Duration::ZERO)).unwrap();
+        assert_eq!(s.ttl, None, "a zero ttl stores nothing");
+
+        let s = settings(
+            Builder::new()
+                .ttl(Duration::from_secs(600))
+                .shards(64)
+                .max_entries(5),
+        )
+        .unwrap();
+        assert_eq!(s.shards, 4, "fewer shards than entries");
+        assert_eq!(s.sweep_interval, Duration::from_secs(60));
+
+        let s = settings(Builder::new().ttl(Duration::from_millis(5))).unwrap();
+        assert_eq!(s.sweep_interval, Duration::from_secs(1));
+        let s = settings(Builder::new().ttl(Duration::from_secs(5))).unwrap();
+        assert_eq!(s.sweep_interval, Duration::from_secs(5));
+    }
+}

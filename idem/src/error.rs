@@ -1,0 +1,151 @@
+//! What a call can fail with.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+/// Why a call to [`SingleFlight::run`](crate::SingleFlight::run) (or one of
+/// its siblings) did not return a value.
+///
+/// Every caller of one flight receives a clone of the same error: the work ran
+/// once and failed once. Errors are never cached; the next call after a
+/// failed flight executes again.
+///
+/// # Sharing an error that is not `Clone`
+///
+/// `E` must be `Clone` because each coalesced caller gets its own copy. Wrap
+/// an error type that is not (`std::io::Error`, `anyhow::Error`) in an
+/// [`Arc`]:
+///
+/// ```
+/// use std::sync::Arc;
+/// use idem::{Error, SingleFlight};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let flight: SingleFlight<u32, String, Arc<std::io::Error>> = SingleFlight::new();
+/// let res = flight
+///     .run(7, || async { Err(Arc::new(std::io::Error::other("disk on fire"))) })
+///     .await;
+/// match res {
+///     Err(Error::Failed(e)) => assert_eq!(e.to_string(), "disk on fire"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # }
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error<E> {
+    /// The work returned `Err(e)`.
+    Failed(E),
+    /// The work panicked. The panic was caught, so no caller hangs and the
+    /// key is free again.
+    Panicked(Panicked),
+    /// A flight started by [`run_detached`](crate::SingleFlight::run_detached)
+    /// was dropped before it finished. Its task can only be dropped when its
+    /// tokio runtime shuts down; callers that brought their own work take the
+    /// flight over instead of seeing this.
+    Aborted,
+}
+
+impl<E> Error<E> {
+    /// The work's own error, if that is what this is.
+    pub fn failed(self) -> Option<E> {
+        match self {
+            Error::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Turns a panic back into a panic on the current thread, with the
+    /// original message, and returns every other error unchanged.
+    ///
+    /// This is what [`#[idempotent]`](https://docs.rs/idem) does so that a
+    /// panic in coalesced work is a panic for each of its callers.
+    pub fn resume_panic(self) -> Self {
+        match self {
+            Error::Panicked(p) => std::panic::resume_unwind(Box::new(p.message().to_owned())),
+            other => other,
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+            Error::Panicked(p) => f.debug_tuple("Panicked").field(&p.message()).finish(),
+            Error::Aborted => f.write_str("Aborted"),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Failed(e) => fmt::Display::fmt(e, f),
+            Error::Panicked(p) => fmt::Display::fmt(p, f),
+            Error::Aborted => f.write_str("detached work was dropped before it finished"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The panic of a flight's work, with its message.
+///
+/// ```
+/// use idem::{Error, SingleFlight};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let flight: SingleFlight<u8, u8> = SingleFlight::new();
+/// let res = flight.run(1, || async { panic!("boom") }).await;
+/// let Err(Error::Panicked(p)) = res else { panic!("expected a panic") };
+/// assert_eq!(p.message(), "boom");
+/// # }
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Panicked {
+    message: Arc<str>,
+}
+
+impl Panicked {
+    pub(crate) fn from_payload(payload: &(dyn Any + Send)) -> Self {
+        let message: Arc<str> = if let Some(s) = payload.downcast_ref::<&'static str>() {
+            Arc::from(*s)
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            Arc::from(s.as_str())
+        } else {
+            Arc::from("<panic payload is not a string>")
+        };
+        Self { message }
+    }
+
+    /// The panic message, or `<panic payload is not a string>` when the
+    /// payload was neither a `&str` nor a `String`.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Debug for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Panicked").field(&self.message()).finish()
+    }
+}
+
+impl fmt::Display for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "work panicked: {}", self.message)
+    }
+}
+
+impl std::error::Error for Panicked {}

@@ -1,0 +1,97 @@
+//! What a caller learns about its call ([`Outcome`]) and what the table has
+//! done so far ([`Stats`]).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// How a call got its result, from
+/// [`SingleFlight::run_with_outcome`](crate::SingleFlight::run_with_outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// This call ran the work (or, for a detached call, started the task
+    /// that ran it). A caller that took over an abandoned flight counts here.
+    Executed,
+    /// This call joined an execution another call had started and got a
+    /// clone of its result.
+    Coalesced,
+    /// This call got the stored result of an earlier execution, within its
+    /// TTL, and nothing ran.
+    Cached,
+}
+
+/// A snapshot of a table's counters, from
+/// [`SingleFlight::stats`](crate::SingleFlight::stats).
+///
+/// Counters only grow. They are kept per shard, next to the shard's lock, so
+/// counting costs a hit one uncontended atomic add on a cache line it has
+/// already written; a snapshot sums the shards without stopping anyone, so
+/// under load its fields may be a few calls apart from one another.
+///
+/// ```
+/// use idem::SingleFlight;
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let flight = SingleFlight::<u8, u8>::builder()
+///     .ttl(Duration::from_secs(60))
+///     .build()
+///     .unwrap();
+/// flight.run(1, || async { Ok(10) }).await.unwrap();
+/// flight.run(1, || async { Ok(10) }).await.unwrap();
+/// let stats = flight.stats();
+/// assert_eq!((stats.executions, stats.hits), (1, 1));
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Executions started: the work was called. Includes takeovers.
+    pub executions: u64,
+    /// Calls that joined a running execution instead of starting one.
+    pub coalesced: u64,
+    /// Calls answered from a stored result.
+    pub hits: u64,
+    /// Executions whose work returned `Err`.
+    pub failures: u64,
+    /// Executions whose work panicked.
+    pub panics: u64,
+    /// Executions started by a waiter after the caller that drove the
+    /// previous execution was dropped.
+    pub takeovers: u64,
+    /// Stored results removed because their TTL had passed.
+    pub expirations: u64,
+    /// Stored results removed to keep the table within `max_entries`.
+    pub evictions: u64,
+}
+
+/// One shard's live counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) executions: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) hits: AtomicU64,
+    pub(crate) failures: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    pub(crate) takeovers: AtomicU64,
+    pub(crate) expirations: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+}
+
+/// Adds one to a counter. Relaxed: counters order nothing.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn add_to(&self, s: &mut Stats) {
+        s.executions += self.executions.load(Relaxed);
+        s.coalesced += self.coalesced.load(Relaxed);
+        s.hits += self.hits.load(Relaxed);
+        s.failures += self.failures.load(Relaxed);
+        s.panics += self.panics.load(Relaxed);
+        s.takeovers += self.takeovers.load(Relaxed);
+        s.expirations += self.expirations.load(Relaxed);
+        s.evictions += self.evictions.load(Relaxed);
+    }
+}

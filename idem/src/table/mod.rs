@@ -1,0 +1,656 @@
+//! The sharded single-flight table and its public handle.
+
+mod policy;
+mod shard;
+mod sweeper;
+
+use std::borrow::Borrow;
+use std::collections::hash_map::RandomState;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::builder::{self, Builder, Settings};
+use crate::clock::Timestamp;
+use crate::error::Panicked;
+use crate::flight::{Ended, Flight, Wait};
+use crate::stats::{bump, Stats};
+use crate::work::{self, run_work};
+use crate::{Error, Outcome};
+
+use shard::{Claim, Shard};
+
+/// Coalesces concurrent calls that share a key into one execution, and
+/// optionally replays a successful result to later calls for a while.
+///
+/// A `SingleFlight` is a handle: cloning it is cheap and every clone shares
+/// the same table. It is `Send + Sync` when `K`, `V` and `E` are.
+///
+/// * [`SingleFlight::new`] builds a table that only coalesces.
+/// * [`SingleFlight::builder`] adds a [`ttl`](Builder::ttl) (how long a
+///   success is replayed) and a bound ([`max_entries`](Builder::max_entries)).
+///
+/// For one key, the first caller to arrive *leads*: it runs its work. Calls
+/// that arrive while it runs *join* it and receive a clone of its result.
+/// If the table has a ttl, calls arriving within the ttl after a success get
+/// the stored value without running anything. Errors and panics go to every
+/// caller of the flight that produced them and are never stored.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::time::Duration;
+/// use idem::SingleFlight;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let flight: SingleFlight<u64, String> = SingleFlight::builder()
+///     .ttl(Duration::from_secs(60))
+///     .build()
+///     .unwrap();
+/// let runs = AtomicUsize::new(0);
+/// let work = || async {
+///     runs.fetch_add(1, Ordering::SeqCst);
+///     tokio::task::yield_now().await;
+///     Ok(String::from("receipt #42"))
+/// };
+/// // Three concurrent calls: one execution.
+/// let (a, b, c) = tokio::join!(flight.run(42, work), flight.run(42, work), flight.run(42, work));
+/// assert_eq!(a.unwrap(), "receipt #42");
+/// assert_eq!(b.unwrap(), c.unwrap());
+/// // A later call within the ttl: the stored result.
+/// assert_eq!(flight.run(42, work).await.unwrap(), "receipt #42");
+/// assert_eq!(runs.load(Ordering::SeqCst), 1);
+/// # }
+/// ```
+pub struct SingleFlight<K, V, E = Infallible> {
+    inner: Arc<Inner<K, V, E>>,
+}
+
+pub(crate) struct Inner<K, V, E> {
+    shards: Box<[Shard<K, V, E>]>,
+    /// Shift that turns a hash into a shard index; `None` for one shard.
+    shift: Option<u32>,
+    hasher: RandomState,
+    settings: Settings,
+    /// Whether a sweeper task is (about to be) running.
+    sweeping: AtomicBool,
+    /// Starts the sweeper; `None` for tables that store nothing.
+    spawn_sweeper: Option<fn(&Arc<Inner<K, V, E>>, &tokio::runtime::Handle)>,
+}
+
+const REENTRANT: &str = "idem: re-entrant call: the work of a flight called the same \
+SingleFlight with the same key, and would wait for its own result forever. \
+Use a different key, or call the work directly";
+
+impl<K, V, E> Clone for SingleFlight<K, V, E> {
+    // Not derived: deriving would require `K: Clone, V: Clone, E: Clone`.
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, V, E> fmt::Debug for SingleFlight<K, V, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.inner.settings;
+        f.debug_struct("SingleFlight")
+            .field("ttl", &s.ttl)
+            .field("max_entries", &s.max_entries)
+            .field("shards", &s.shards)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq, V: Clone, E: Clone> Default for SingleFlight<K, V, E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Hash + Eq, V, E> SingleFlight<K, V, E> {
+    /// A table that coalesces concurrent calls and stores nothing.
+    ///
+    /// ```
+    /// let flight = idem::SingleFlight::<String, u64>::new();
+    /// assert!(flight.is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::with_settings(builder::defaults(), None)
+    }
+
+    /// Configures a table that also stores results; see [`Builder`].
+    ///
+    /// A table that stores results is swept by a background task, so
+    /// [`Builder::build`] needs `K`, `V` and `E` to be `Send + Sync +
+    /// 'static`.
+    pub fn builder() -> Builder<K, V, E> {
+        Builder::new()
+    }
+
+    pub(crate) fn from_settings(settings: Settings) -> Self
+    where
+        K: Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+    {
+        let spawn = settings
+            .ttl
+            .map(|_| sweeper::spawn::<K, V, E> as fn(&Arc<Inner<K, V, E>>, &_));
+        Self::with_settings(settings, spawn)
+    }
+
+    fn with_settings(
+        settings: Settings,
+        spawn_sweeper: Option<fn(&Arc<Inner<K, V, E>>, &tokio::runtime::Handle)>,
+    ) -> Self {
+        let n = settings.shards;
+        let shards = (0..n)
+            .map(|i| {
+                // Split max_entries exactly: the shards' capacities sum to it.
+                let capacity = settings
+                    .max_entries
+                    .map(|max| max / n + usize::from(i < max % n));
+                Shard::new(capacity)
+            })
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                shards,
+                shift: (n > 1).then(|| 64 - n.trailing_zeros()),
+                hasher: RandomState::new(),
+                settings,
+                sweeping: AtomicBool::new(false),
+                spawn_sweeper,
+            }),
+        }
+    }
+}
+
+impl<K, V, E> Inner<K, V, E> {
+    #[inline]
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> &Shard<K, V, E> {
+        // Skip the top 7 bits: the map uses them inside the shard.
+        let i = self.shift.map_or(0, |s| ((hash << 7) >> s) as usize);
+        &self.shards[i]
+    }
+
+    /// Removes expired results everywhere; returns how many remain stored.
+    fn sweep(&self) -> usize {
+        let now = Timestamp::now();
+        self.shards.iter().map(|s| s.sweep(now)).sum()
+    }
+
+    fn stored(&self) -> usize {
+        self.shards.iter().map(Shard::stored).sum()
+    }
+}
+
+/// Where a caller stands after looking its key up.
+enum Step<V, E> {
+    Done(Result<V, Error<E>>, Outcome),
+    Lead(Arc<Flight<V, E>>),
+}
+
+impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
+    /// Runs `f` for `key`, unless a call for an equal key is already running
+    /// (then waits for its result) or a stored result is still fresh (then
+    /// returns it).
+    ///
+    /// The work may borrow from the caller (`&self`, locals): it needs
+    /// neither `Send` nor `'static`, because the caller that starts a flight
+    /// drives it, inside its own future.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::Failed`] with a clone of the work's error, for every caller
+    ///   of the flight that failed. The error is not stored.
+    /// * [`Error::Panicked`] if the work panicked, with its message, for
+    ///   every caller of that flight. The key is free again at once.
+    ///
+    /// # Panics
+    ///
+    /// If the work calls `run` on the same table with an equal key, it would
+    /// wait for itself forever; idem detects this and panics inside the work,
+    /// so that the outer call (and everyone coalesced on it) gets
+    /// [`Error::Panicked`] with a message that says what happened. Only
+    /// calls made from inside the work's own future are detected: a work that
+    /// spawns a task which calls back and then waits for that task still
+    /// deadlocks.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping this future disturbs nobody else:
+    ///
+    /// * a caller that was *waiting* simply leaves;
+    /// * if the caller that was *running* the work is dropped, the work is
+    ///   dropped with it, the flight is abandoned, and the waiting callers
+    ///   wake up: exactly one of them takes over by running its own `f`, and
+    ///   the rest wait for it. Each cancelled leader costs one extra
+    ///   execution, never one per waiter, and however often leaders are
+    ///   cancelled, waiters never give up with an error.
+    ///
+    /// One hazard remains: a leader whose future is polled once and then kept
+    /// alive *without being polled* (held in a `select!` branch that is never
+    /// polled again, say) stalls its waiters for as long as it lives, because
+    /// the work only makes progress when its caller polls it. Wrap waiters in
+    /// `tokio::time::timeout` if that can happen, or use
+    /// [`run_detached`](Self::run_detached), whose work runs on its own task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idem::{Error, SingleFlight};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let flight: SingleFlight<&str, u32, String> = SingleFlight::new();
+    /// let local = 41;
+    /// let v = flight.run("answer", || async { Ok(local + 1) }).await;
+    /// assert_eq!(v, Ok(42));
+    ///
+    /// let e = flight.run("answer", || async { Err("no".to_string()) }).await;
+    /// assert_eq!(e, Err(Error::Failed("no".to_string())));
+    /// # }
+    /// ```
+    pub async fn run<F, Fut>(&self, key: K, f: F) -> Result<V, Error<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        self.run_with_outcome(key, f).await.0
+    }
+
+    /// Like [`run`](Self::run), and also says whether this call executed the
+    /// work, joined another call's execution, or got a stored result.
+    ///
+    /// # Errors
+    ///
+    /// As for [`run`](Self::run).
+    ///
+    /// # Panics
+    ///
+    /// As for [`run`](Self::run).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`run`](Self::run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use idem::{Outcome, SingleFlight};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let flight: SingleFlight<u8, u8> = SingleFlight::builder()
+    ///     .ttl(Duration::from_secs(5))
+    ///     .build()
+    ///     .unwrap();
+    /// let work = || async {
+    ///     tokio::task::yield_now().await;
+    ///     Ok(7)
+    /// };
+    /// let (a, b) = tokio::join!(
+    ///     flight.run_with_outcome(1, work),
+    ///     flight.run_with_outcome(1, work)
+    /// );
+    /// assert_eq!(a, (Ok(7), Outcome::Executed));
+    /// assert_eq!(b, (Ok(7), Outcome::Coalesced));
+    /// assert_eq!(flight.run_with_outcome(1, work).await, (Ok(7), Outcome::Cached));
+    /// # }
+    /// ```
+    pub async fn run_with_outcome<F, Fut>(&self, key: K, f: F) -> (Result<V, Error<E>>, Outcome)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        let hash = self.inner.hash(&key);
+        let mut key = Some(key);
+        match self.claim_or_wait(hash, &mut key).await {
+            Step::Done(r, outcome) => (r, outcome),
+            Step::Lead(flight) => {
+                let id = flight_id(&flight);
+                let leader = Leader::new(&self.inner, hash, flight);
+                let r = run_work(id, f).await;
+                (leader.finish(r), Outcome::Executed)
+            }
+        }
+    }
+
+    /// Looks the key up until the call has a result or must lead a new
+    /// flight, waiting on (and taking over from) flights as needed.
+    async fn claim_or_wait(&self, hash: u64, key: &mut Option<K>) -> Step<V, E> {
+        let shard = self.inner.shard(hash);
+        let mut took_over = false;
+        loop {
+            match shard.claim(hash, key) {
+                Claim::Hit(v) => return Step::Done(Ok(v), Outcome::Cached),
+                Claim::Lead(flight) => {
+                    if took_over {
+                        bump(&shard.counters.takeovers);
+                    }
+                    return Step::Lead(flight);
+                }
+                Claim::Join(flight) => {
+                    assert!(!work::is_polling(flight_id(&flight)), "{REENTRANT}");
+                    match Wait::new(flight).await {
+                        Ended::Done(r) => {
+                            bump(&shard.counters.coalesced);
+                            return Step::Done(r, Outcome::Coalesced);
+                        }
+                        // The leader was dropped and has removed the
+                        // flight: claim again; the first to do so leads.
+                        Ended::Abandoned => took_over = true,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Returns the stored, unexpired result for `key`. Never runs anything,
+    /// never waits, and is not counted in [`stats`](Self::stats).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use idem::SingleFlight;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let flight: SingleFlight<String, u8> = SingleFlight::builder()
+    ///     .ttl(Duration::from_secs(5))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(flight.get("a"), None);
+    /// flight.run("a".to_string(), || async { Ok(1) }).await.unwrap();
+    /// assert_eq!(flight.get("a"), Some(1));
+    /// # }
+    /// ```
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.inner.hash(key);
+        self.inner.shard(hash).get(hash, key)
+    }
+
+    /// Drops the stored result for `key` and detaches its running flight, if
+    /// any. Returns whether there was either.
+    ///
+    /// Calls after `forget` start a fresh execution. A detached flight still
+    /// answers the callers that had joined it, but its result is not stored
+    /// and its completion never touches a newer flight for the same key.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use idem::{Outcome, SingleFlight};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let flight: SingleFlight<u8, u8> = SingleFlight::builder()
+    ///     .ttl(Duration::from_secs(5))
+    ///     .build()
+    ///     .unwrap();
+    /// flight.run(1, || async { Ok(1) }).await.unwrap();
+    /// assert!(flight.forget(&1));
+    /// let (v, outcome) = flight.run_with_outcome(1, || async { Ok(2) }).await;
+    /// assert_eq!((v, outcome), (Ok(2), Outcome::Executed));
+    /// # }
+    /// ```
+    pub fn forget<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.inner.hash(key);
+        self.inner.shard(hash).forget(hash, key)
+    }
+
+    /// [`forget`](Self::forget)s every key.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let flight = idem::SingleFlight::<u8, u8>::builder()
+    ///     .ttl(std::time::Duration::from_secs(5))
+    ///     .build()
+    ///     .unwrap();
+    /// flight.run(1, || async { Ok(1) }).await.unwrap();
+    /// flight.clear();
+    /// assert!(flight.is_empty());
+    /// # }
+    /// ```
+    pub fn clear(&self) {
+        for shard in self.inner.shards.iter() {
+            shard.clear();
+        }
+    }
+
+    /// Entries held: running flights plus stored results (expired results
+    /// count until the sweeper or a later call removes them).
+    ///
+    /// ```
+    /// let flight = idem::SingleFlight::<u8, u8>::new();
+    /// assert_eq!(flight.len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(Shard::len).sum()
+    }
+
+    /// Whether [`len`](Self::len) is zero.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A snapshot of the table's counters; see [`Stats`].
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        for shard in self.inner.shards.iter() {
+            shard.counters.add_to(&mut stats);
+        }
+        stats
+    }
+}
+
+impl<K, V, E> SingleFlight<K, V, E>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
+    /// Like [`run`](Self::run), but the work runs on its own tokio task, so
+    /// it completes, and its result is stored, even if every caller leaves.
+    ///
+    /// Use this for side effects. With `run`, the caller that starts a flight
+    /// drives it: if it times out or is dropped, the work stops part-way and
+    /// a waiter (or the client's retry) runs it again. With `run_detached`, a
+    /// client that times out and retries gets the first execution's result,
+    /// and no caller, dropped, timed out or polled once and abandoned, can
+    /// cancel or stall the work.
+    ///
+    /// # Errors
+    ///
+    /// As for [`run`](Self::run), and [`Error::Aborted`] if the task running
+    /// the work was dropped before it finished, which happens only when its
+    /// runtime shuts down. (Callers that joined such a flight with work of
+    /// their own take it over instead.)
+    ///
+    /// # Panics
+    ///
+    /// If called outside a tokio runtime. A re-entrant call is detected and
+    /// reported as for [`run`](Self::run).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the call leaves the work running to completion.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use idem::SingleFlight;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let flight: SingleFlight<u32, &'static str> = SingleFlight::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// // A client gives up after 10 ms; the payment takes 50 ms.
+    /// let first = tokio::time::timeout(
+    ///     Duration::from_millis(10),
+    ///     flight.run_detached(7, || async {
+    ///         tokio::time::sleep(Duration::from_millis(50)).await;
+    ///         Ok("charged once")
+    ///     }),
+    /// )
+    /// .await;
+    /// assert!(first.is_err());
+    /// // Its retry gets the first execution's result; the retry's own work never runs.
+    /// let retry = flight.run_detached(7, || async { Ok("charged twice") }).await;
+    /// assert_eq!(retry, Ok("charged once"));
+    /// # }
+    /// ```
+    pub async fn run_detached<F, Fut>(&self, key: K, f: F) -> Result<V, Error<E>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        self.run_detached_with_outcome(key, f).await.0
+    }
+
+    /// Like [`run_detached`](Self::run_detached), and also returns the
+    /// [`Outcome`]; the caller that spawned the work sees
+    /// [`Outcome::Executed`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`run_detached`](Self::run_detached).
+    ///
+    /// # Panics
+    ///
+    /// As for [`run_detached`](Self::run_detached).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`run_detached`](Self::run_detached).
+    pub async fn run_detached_with_outcome<F, Fut>(
+        &self,
+        key: K,
+        f: F,
+    ) -> (Result<V, Error<E>>, Outcome)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            panic!("idem: SingleFlight::run_detached must be called from within a tokio runtime");
+        };
+        let hash = self.inner.hash(&key);
+        let mut key = Some(key);
+        match self.claim_or_wait(hash, &mut key).await {
+            Step::Done(r, outcome) => (r, outcome),
+            Step::Lead(flight) => {
+                let wait = Wait::new(Arc::clone(&flight));
+                let id = flight_id(&flight);
+                // The guard moves into the task: if the task is dropped
+                // unpolled (its runtime is shutting down), the flight is
+                // abandoned, not left stuck.
+                let leader = Leader::new(Arc::clone(&self.inner), hash, flight);
+                runtime.spawn(async move {
+                    let r = run_work(id, f).await;
+                    // The waiters (if any are left) get the result through the flight.
+                    let _ = leader.finish(r);
+                });
+                match wait.await {
+                    Ended::Done(r) => (r, Outcome::Executed),
+                    Ended::Abandoned => (Err(Error::Aborted), Outcome::Executed),
+                }
+            }
+        }
+    }
+}
+
+fn flight_id<V, E>(flight: &Arc<Flight<V, E>>) -> usize {
+    Arc::as_ptr(flight) as usize
+}
+
+/// The leader's hold on its flight. Finishing it stores or removes the
+/// flight's entry and hands the result to the waiters; dropping it unfinished
+/// (the leader was cancelled) removes the entry and wakes the waiters so one
+/// of them can take over.
+struct Leader<K, V, E, R: Borrow<Arc<Inner<K, V, E>>>> {
+    inner: R,
+    hash: u64,
+    flight: Option<Arc<Flight<V, E>>>,
+    _types: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<K: Hash + Eq, V: Clone, E: Clone, R: Borrow<Arc<Inner<K, V, E>>>> Leader<K, V, E, R> {
+    fn new(inner: R, hash: u64, flight: Arc<Flight<V, E>>) -> Self {
+        Self {
+            inner,
+            hash,
+            flight: Some(flight),
+            _types: std::marker::PhantomData,
+        }
+    }
+
+    fn finish(mut self, r: Result<Result<V, E>, Panicked>) -> Result<V, Error<E>> {
+        let flight = self.flight.take().expect("a leader finishes once");
+        let inner = self.inner.borrow();
+        let shard = inner.shard(self.hash);
+        let r = match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                bump(&shard.counters.failures);
+                Err(Error::Failed(e))
+            }
+            Err(p) => {
+                bump(&shard.counters.panics);
+                Err(Error::Panicked(p))
+            }
+        };
+        let store = match (&r, inner.settings.ttl) {
+            (Ok(v), Some(ttl)) => Some((v.clone(), Timestamp::now().saturating_add(ttl))),
+            _ => None,
+        };
+        if shard.settle(self.hash, &flight, store) {
+            sweeper::ensure(inner);
+        }
+        // The table no longer holds the flight; if nobody else does, nobody
+        // can be waiting for it.
+        if Arc::strong_count(&flight) > 1 {
+            flight.end(Ended::Done(r.clone()));
+        }
+        r
+    }
+}
+
+impl<K, V, E, R: Borrow<Arc<Inner<K, V, E>>>> Drop for Leader<K, V, E, R> {
+    fn drop(&mut self) {
+        if let Some(flight) = self.flight.take() {
+            let inner = self.inner.borrow();
+            inner.abandon(self.hash, &flight);
+        }
+    }
+}
+
+impl<K, V, E> Inner<K, V, E> {
+    /// Removes an abandoned flight (if the table still holds it) and wakes
+    /// its waiters.
+    fn abandon(&self, hash: u64, flight: &Arc<Flight<V, E>>) {
+        self.shard(hash).remove_flight(hash, flight);
+        flight.end(Ended::Abandoned);
+    }
+}

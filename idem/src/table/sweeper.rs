@@ -1,0 +1,94 @@
+//! The background task that removes expired results.
+//!
+//! A table that stores results starts one sweeper task, on the tokio runtime
+//! of the call that stores the first result, and only while it holds stored
+//! results: the task ends when the table is empty of them (so an idle table
+//! costs nothing and a paused test clock is not advanced forever) and when
+//! the table is dropped (it holds only a `Weak`). If its runtime shuts down,
+//! the next stored result starts a new one on the caller's runtime. Without
+//! any tokio runtime, expired results are removed when their key is next
+//! claimed or when the policy evicts them.
+
+use std::hash::Hash;
+use std::sync::atomic::{fence, Ordering::SeqCst};
+use std::sync::{Arc, Weak};
+
+use super::Inner;
+
+/// Starts a sweeper unless one is running. Called after a result is stored.
+pub(super) fn ensure<K, V, E>(inner: &Arc<Inner<K, V, E>>) {
+    // Pairs with the fence in `Sweeper::tick`: either the sweeper sees the
+    // result just stored, or this call sees that no sweeper is running.
+    fence(SeqCst);
+    if inner.sweeping.load(SeqCst) || inner.sweeping.swap(true, SeqCst) {
+        return;
+    }
+    match (inner.spawn_sweeper, tokio::runtime::Handle::try_current()) {
+        (Some(spawn), Ok(handle)) => spawn(inner, &handle),
+        _ => inner.sweeping.store(false, SeqCst),
+    }
+}
+
+/// Spawns the sweeper task; stored in the table by `Builder::build`, where
+/// the bounds that make the task `Send` are known.
+pub(crate) fn spawn<K, V, E>(inner: &Arc<Inner<K, V, E>>, handle: &tokio::runtime::Handle)
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    E: Send + Sync + 'static,
+{
+    let sweeper = Sweeper {
+        inner: Arc::downgrade(inner),
+        owns_flag: true,
+    };
+    let interval = inner.settings.sweep_interval;
+    handle.spawn(async move {
+        let mut sweeper = sweeper;
+        loop {
+            tokio::time::sleep(interval).await;
+            if !sweeper.tick() {
+                return;
+            }
+        }
+    });
+}
+
+struct Sweeper<K, V, E> {
+    inner: Weak<Inner<K, V, E>>,
+    /// Whether this task is the one `Inner::sweeping` stands for.
+    owns_flag: bool,
+}
+
+impl<K: Hash + Eq, V: Clone, E> Sweeper<K, V, E> {
+    /// One sweep. `false` when the task should end.
+    fn tick(&mut self) -> bool {
+        let Some(inner) = self.inner.upgrade() else {
+            return false;
+        };
+        if inner.sweep() > 0 {
+            return true;
+        }
+        // Nothing stored: step down, then look again in case a result was
+        // stored after the sweep by a caller that saw the flag still set.
+        inner.sweeping.store(false, SeqCst);
+        self.owns_flag = false;
+        fence(SeqCst);
+        if inner.stored() > 0 && !inner.sweeping.swap(true, SeqCst) {
+            self.owns_flag = true;
+            return true;
+        }
+        false
+    }
+}
+
+impl<K, V, E> Drop for Sweeper<K, V, E> {
+    fn drop(&mut self) {
+        // The runtime shut down (or the table is gone): let the next stored
+        // result start a new sweeper.
+        if self.owns_flag {
+            if let Some(inner) = self.inner.upgrade() {
+                inner.sweeping.store(false, SeqCst);
+            }
+        }
+    }
+}
