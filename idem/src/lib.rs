@@ -98,6 +98,15 @@ mod stats;
 mod table;
 mod work;
 
+#[doc(hidden)]
+pub mod __private {
+    //! Used by code that `#[idempotent]` generates; not a public API.
+    pub use crate::private::*;
+}
+mod private;
+
+pub use idem_macros::idempotent;
+
 pub use builder::{BuildError, Builder, MAX_SHARDS};
 pub use error::{Error, Panicked};
 pub use stats::{Outcome, Stats};
