@@ -99,11 +99,8 @@ mod table;
 mod work;
 
 #[doc(hidden)]
-pub mod __private {
-    //! Used by code that `#[idempotent]` generates; not a public API.
-    pub use crate::private::*;
-}
-mod private;
+#[path = "private.rs"]
+pub mod __private;
 
 pub use idem_macros::idempotent;
 
