@@ -212,9 +212,7 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         if let Some(mut policy) = map.policy.take() {
             let evicted = policy.make_room(&mut TableView(map));
             map.stored -= evicted as usize;
-            self.counters
-                .evictions
-                .fetch_add(evicted, Relaxed);
+            self.counters.evictions.fetch_add(evicted, Relaxed);
             map.policy = Some(policy);
         }
         true
@@ -228,7 +226,11 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         Q: Hash + Eq + ?Sized,
     {
         let map = self.map.read();
-        match map.table.find(hash, |e| e.key.borrow() == key).map(|e| &e.slot) {
+        match map
+            .table
+            .find(hash, |e| e.key.borrow() == key)
+            .map(|e| &e.slot)
+        {
             Some(Slot::Stored(s)) if s.fresh(Timestamp::now()) => {
                 s.touch();
                 Some(s.value.clone())
@@ -259,7 +261,6 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         }
         true
     }
-
 }
 
 impl<K, V, E> Shard<K, V, E> {
@@ -290,9 +291,7 @@ impl<K, V, E> Shard<K, V, E> {
             _ => true,
         });
         map.stored -= expired;
-        self.counters
-            .expirations
-            .fetch_add(expired as u64, Relaxed);
+        self.counters.expirations.fetch_add(expired as u64, Relaxed);
         if let Some(mut policy) = map.policy.take() {
             policy.compact(&mut TableView(map));
             map.policy = Some(policy);
@@ -311,9 +310,10 @@ struct TableView<'a, K, V, E>(&'a mut Map<K, V, E>);
 
 impl<K, V, E> TableView<'_, K, V, E> {
     fn stored(&mut self, t: Ticket) -> Option<&mut Stored<V>> {
-        match self.0.table.find_mut(t.hash, |e| {
-            matches!(&e.slot, Slot::Stored(s) if s.id == t.id)
-        }) {
+        match self.0.table.find_mut(
+            t.hash,
+            |e| matches!(&e.slot, Slot::Stored(s) if s.id == t.id),
+        ) {
             Some(Entry {
                 slot: Slot::Stored(s),
                 ..
@@ -336,9 +336,10 @@ impl<K, V, E> Resident for TableView<'_, K, V, E> {
     }
 
     fn evict(&mut self, t: Ticket) {
-        if let Ok(e) = self.0.table.find_entry(t.hash, |e| {
-            matches!(&e.slot, Slot::Stored(s) if s.id == t.id)
-        }) {
+        if let Ok(e) = self.0.table.find_entry(
+            t.hash,
+            |e| matches!(&e.slot, Slot::Stored(s) if s.id == t.id),
+        ) {
             e.remove();
         }
     }
