@@ -108,3 +108,8 @@ pub use builder::{BuildError, Builder, MAX_SHARDS};
 pub use error::{Error, Panicked};
 pub use stats::{Outcome, Stats};
 pub use table::SingleFlight;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
