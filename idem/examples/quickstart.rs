@@ -26,7 +26,10 @@ async fn main() {
         .expect("valid settings");
     let backend_calls = Arc::new(AtomicUsize::new(0));
 
-    for (wave, label) in [(1, "first wave (cold)"), (2, "second wave (within the ttl)")] {
+    for (wave, label) in [
+        (1, "first wave (cold)"),
+        (2, "second wave (within the ttl)"),
+    ] {
         // 1,000 concurrent requests for 10 distinct users.
         let tasks: Vec<_> = (0..1_000)
             .map(|i| {
@@ -42,7 +45,9 @@ async fn main() {
         let mut counts = [0usize; 3];
         for task in tasks {
             let (profile, outcome) = task.await.expect("task panicked");
-            assert!(profile.expect("lookup failed").starts_with("profile of user"));
+            assert!(profile
+                .expect("lookup failed")
+                .starts_with("profile of user"));
             counts[match outcome {
                 Outcome::Executed => 0,
                 Outcome::Coalesced => 1,

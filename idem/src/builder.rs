@@ -32,7 +32,7 @@ pub struct Builder<K, V, E> {
     max_entries: Option<usize>,
     shards: Option<usize>,
     sweep_interval: Option<Duration>,
-    _types: PhantomData<fn() -> (K, V, E)>,
+    _types: PhantomData<Types<K, V, E>>,
 }
 
 impl<K, V, E> fmt::Debug for Builder<K, V, E> {
@@ -45,6 +45,9 @@ impl<K, V, E> fmt::Debug for Builder<K, V, E> {
             .finish()
     }
 }
+
+/// Keeps the builder `Send + Sync` whatever `K`, `V` and `E` are.
+type Types<K, V, E> = fn() -> (K, V, E);
 
 /// The settings a table was built with, after defaults and validation.
 #[derive(Debug, Clone, Copy)]

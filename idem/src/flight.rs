@@ -12,8 +12,8 @@
 //!   exactly one of them starts a new flight with its own work and the others
 //!   join it (moka#59, async_singleflight#12 are the bugs this avoids).
 //!
-//! The leader holds a [`LeaderGuard`]-like handle in the table module whose
-//! `Drop` abandons the flight, so no path leaves a waiter asleep.
+//! The leader holds a guard (`Leader`, in the table module) whose `Drop`
+//! abandons the flight, so no path leaves a waiter asleep.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -75,13 +75,6 @@ impl<V, E> Flight<V, E> {
         for waker in wakers.into_iter().flatten() {
             waker.wake();
         }
-    }
-
-    /// Whether the flight has already ended (a caller that finds such a
-    /// flight in the table takes its result at once).
-    #[cfg(test)]
-    pub(crate) fn is_running(&self) -> bool {
-        matches!(self.state.lock().phase, Phase::Running)
     }
 }
 

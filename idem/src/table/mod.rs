@@ -78,8 +78,11 @@ pub(crate) struct Inner<K, V, E> {
     /// Whether a sweeper task is (about to be) running.
     sweeping: AtomicBool,
     /// Starts the sweeper; `None` for tables that store nothing.
-    spawn_sweeper: Option<fn(&Arc<Inner<K, V, E>>, &tokio::runtime::Handle)>,
+    spawn_sweeper: Option<SpawnSweeper<K, V, E>>,
 }
+
+/// Starts a table's sweeper task on a runtime.
+type SpawnSweeper<K, V, E> = fn(&Arc<Inner<K, V, E>>, &tokio::runtime::Handle);
 
 const REENTRANT: &str = "idem: re-entrant call: the work of a flight called the same \
 SingleFlight with the same key, and would wait for its own result forever. \
@@ -139,14 +142,11 @@ impl<K: Hash + Eq, V, E> SingleFlight<K, V, E> {
     {
         let spawn = settings
             .ttl
-            .map(|_| sweeper::spawn::<K, V, E> as fn(&Arc<Inner<K, V, E>>, &_));
+            .map(|_| sweeper::spawn::<K, V, E> as SpawnSweeper<K, V, E>);
         Self::with_settings(settings, spawn)
     }
 
-    fn with_settings(
-        settings: Settings,
-        spawn_sweeper: Option<fn(&Arc<Inner<K, V, E>>, &tokio::runtime::Handle)>,
-    ) -> Self {
+    fn with_settings(settings: Settings, spawn_sweeper: Option<SpawnSweeper<K, V, E>>) -> Self {
         let n = settings.shards;
         let shards = (0..n)
             .map(|i| {
