@@ -9,11 +9,17 @@ use std::task::Poll;
 
 use crate::error::Panicked;
 
-thread_local! {
+#[cfg(not(idem_loom))]
+std::thread_local! {
     /// Identities of the flights whose work is being polled on this thread,
     /// innermost last. A call that would wait on one of them is a call from
     /// inside that very work: it would wait for itself forever.
     static POLLING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cfg(idem_loom)]
+loom::thread_local! {
+    static POLLING: RefCell<Vec<usize>> = RefCell::new(Vec::new());
 }
 
 /// Whether the work of flight `id` is being polled further up this thread's

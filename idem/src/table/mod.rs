@@ -11,13 +11,13 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use crate::builder::{self, Builder, Settings};
 use crate::clock::Timestamp;
 use crate::error::Panicked;
 use crate::flight::{Ended, Flight, Wait};
 use crate::stats::{bump, Stats};
+use crate::sync::Arc;
 use crate::work::{self, run_work};
 use crate::{Error, Outcome};
 

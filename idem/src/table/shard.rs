@@ -7,15 +7,14 @@
 use std::borrow::Borrow;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
-use std::sync::Arc;
 
 use hashbrown::hash_table::{Entry as MapEntry, HashTable};
-use parking_lot::RwLock;
 
 use super::policy::{Policy, Queue, Resident, Ticket};
 use crate::clock::Timestamp;
 use crate::flight::Flight;
 use crate::stats::{bump, Counters};
+use crate::sync::{Arc, RwLock};
 
 /// What a caller found for its key.
 pub(crate) enum Claim<V, E> {

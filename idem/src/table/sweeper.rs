@@ -11,9 +11,11 @@
 
 use std::hash::Hash;
 use std::sync::atomic::{fence, Ordering::SeqCst};
-use std::sync::{Arc, Weak};
+#[cfg(not(idem_loom))]
+use std::sync::Weak;
 
 use super::Inner;
+use crate::sync::Arc;
 
 /// Starts a sweeper unless one is running. Called after a result is stored.
 pub(super) fn ensure<K, V, E>(inner: &Arc<Inner<K, V, E>>) {
@@ -29,8 +31,16 @@ pub(super) fn ensure<K, V, E>(inner: &Arc<Inner<K, V, E>>) {
     }
 }
 
+/// Under the loom model there is no runtime and no sweeper (loom's `Arc`
+/// has no `Weak`); expiry on access is what the model sees.
+#[cfg(idem_loom)]
+pub(crate) fn spawn<K, V, E>(inner: &Arc<Inner<K, V, E>>, _: &tokio::runtime::Handle) {
+    inner.sweeping.store(false, SeqCst);
+}
+
 /// Spawns the sweeper task; stored in the table by `Builder::build`, where
 /// the bounds that make the task `Send` are known.
+#[cfg(not(idem_loom))]
 pub(crate) fn spawn<K, V, E>(inner: &Arc<Inner<K, V, E>>, handle: &tokio::runtime::Handle)
 where
     K: Hash + Eq + Send + Sync + 'static,
@@ -53,12 +63,14 @@ where
     });
 }
 
+#[cfg(not(idem_loom))]
 struct Sweeper<K, V, E> {
     inner: Weak<Inner<K, V, E>>,
     /// Whether this task is the one `Inner::sweeping` stands for.
     owns_flag: bool,
 }
 
+#[cfg(not(idem_loom))]
 impl<K: Hash + Eq, V: Clone, E> Sweeper<K, V, E> {
     /// One sweep. `false` when the task should end.
     fn tick(&mut self) -> bool {
@@ -81,6 +93,7 @@ impl<K: Hash + Eq, V: Clone, E> Sweeper<K, V, E> {
     }
 }
 
+#[cfg(not(idem_loom))]
 impl<K, V, E> Drop for Sweeper<K, V, E> {
     fn drop(&mut self) {
         // The runtime shut down (or the table is gone): let the next stored
