@@ -38,8 +38,11 @@ enum Phase<V, E> {
 struct State<V, E> {
     phase: Phase<V, E>,
     /// A slab of waiters' wakers: each waiter keeps its index, replaces its
-    /// waker on re-poll and clears it on drop.
+    /// waker on re-poll, and clears it and frees the index on drop, so
+    /// waiters that come and go (clients timing out and retrying) reuse
+    /// slots instead of growing the slab.
     wakers: Vec<Option<Waker>>,
+    free: Vec<usize>,
 }
 
 /// The shared state of one execution.
@@ -53,6 +56,7 @@ impl<V, E> Flight<V, E> {
             state: Mutex::new(State {
                 phase: Phase::Running,
                 wakers: Vec::new(),
+                free: Vec::new(),
             }),
         }
     }
@@ -69,6 +73,7 @@ impl<V, E> Flight<V, E> {
                 Ended::Done(r) => Phase::Done(r),
                 Ended::Abandoned => Phase::Abandoned,
             };
+            state.free = Vec::new();
             std::mem::take(&mut state.wakers)
         };
         for waker in wakers.into_iter().flatten() {
@@ -115,8 +120,17 @@ impl<V: Clone, E: Clone> Future for Wait<V, E> {
                         w => *w = Some(cx.waker().clone()),
                     },
                     None => {
-                        this.slot = Some(state.wakers.len());
-                        state.wakers.push(Some(cx.waker().clone()));
+                        let waker = Some(cx.waker().clone());
+                        this.slot = Some(match state.free.pop() {
+                            Some(i) => {
+                                state.wakers[i] = waker;
+                                i
+                            }
+                            None => {
+                                state.wakers.push(waker);
+                                state.wakers.len() - 1
+                            }
+                        });
                     }
                 }
                 Poll::Pending
@@ -129,11 +143,38 @@ impl<V, E> Drop for Wait<V, E> {
     fn drop(&mut self) {
         if let Some(i) = self.slot {
             let mut state = self.flight.state.lock();
-            // The vector is emptied when the flight ends; a stale index then
-            // points past its end.
+            // The slab is emptied when the flight ends; a stale index then
+            // points past its end and there is nothing to free.
             if let Some(w) = state.wakers.get_mut(i) {
                 *w = None;
+                state.free.push(i);
             }
         }
+    }
+}
+
+#[cfg(all(test, not(idem_loom)))]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    #[test]
+    fn waiters_that_come_and_go_reuse_slots() {
+        let flight = Arc::new(Flight::<u8, ()>::new());
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..10_000 {
+            let mut a = Wait::new(Arc::clone(&flight));
+            let mut b = Wait::new(Arc::clone(&flight));
+            assert!(Pin::new(&mut a).poll(&mut cx).is_pending());
+            assert!(Pin::new(&mut b).poll(&mut cx).is_pending());
+        }
+        assert_eq!(flight.state.lock().wakers.len(), 2);
+        let mut c = Wait::new(Arc::clone(&flight));
+        assert!(Pin::new(&mut c).poll(&mut cx).is_pending());
+        flight.end(Ended::Done(Ok(1)));
+        assert!(matches!(
+            Pin::new(&mut c).poll(&mut cx),
+            Poll::Ready(Ended::Done(Ok(1)))
+        ));
     }
 }

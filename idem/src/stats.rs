@@ -21,10 +21,11 @@ pub enum Outcome {
 /// A snapshot of a table's counters, from
 /// [`SingleFlight::stats`](crate::SingleFlight::stats).
 ///
-/// Counters only grow. They are kept per shard, next to the shard's lock, so
-/// counting costs a hit one uncontended atomic add on a cache line it has
-/// already written; a snapshot sums the shards without stopping anyone, so
-/// under load its fields may be a few calls apart from one another.
+/// Counters only grow. They are kept per shard; a hit is counted on the
+/// cache line that its shard's read lock has just written, so counting adds
+/// one atomic add to a line the hit owns already. A snapshot sums the shards
+/// one at a time, so under load its fields may be a few calls apart from one
+/// another.
 ///
 /// ```
 /// use idem::SingleFlight;
@@ -45,7 +46,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Executions started: the work was called. Includes takeovers.
+    /// Flights started: the caller found its key vacant and ran its work (or,
+    /// for a detached call, spawned it). Includes takeovers.
     pub executions: u64,
     /// Calls that joined a running execution instead of starting one.
     pub coalesced: u64,
@@ -58,18 +60,20 @@ pub struct Stats {
     /// Executions started by a waiter after the caller that drove the
     /// previous execution was dropped.
     pub takeovers: u64,
-    /// Stored results removed because their TTL had passed.
+    /// Stored results removed because their TTL had passed: by the sweeper,
+    /// by a call that found its key expired, or by `forget`.
     pub expirations: u64,
-    /// Stored results removed to keep the table within `max_entries`.
+    /// Stored results removed to keep the table within `max_entries` (an
+    /// expired result that the policy drops first counts here).
     pub evictions: u64,
 }
 
-/// One shard's live counters.
+/// One shard's live counters, but for hits, which the shard keeps next to
+/// its lock word.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) executions: AtomicU64,
     pub(crate) coalesced: AtomicU64,
-    pub(crate) hits: AtomicU64,
     pub(crate) failures: AtomicU64,
     pub(crate) panics: AtomicU64,
     pub(crate) takeovers: AtomicU64,
@@ -87,7 +91,6 @@ impl Counters {
     pub(crate) fn add_to(&self, s: &mut Stats) {
         s.executions += self.executions.load(Relaxed);
         s.coalesced += self.coalesced.load(Relaxed);
-        s.hits += self.hits.load(Relaxed);
         s.failures += self.failures.load(Relaxed);
         s.panics += self.panics.load(Relaxed);
         s.takeovers += self.takeovers.load(Relaxed);

@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use crate::builder::{self, Builder, Settings};
 use crate::clock::Timestamp;
@@ -21,7 +21,7 @@ use crate::sync::Arc;
 use crate::work::{self, run_work};
 use crate::{Error, Outcome};
 
-use shard::{Claim, Shard};
+use shard::{Claim, Expired, Shard};
 
 /// Coalesces concurrent calls that share a key into one execution, and
 /// optionally replays a successful result to later calls for a while.
@@ -195,9 +195,9 @@ impl<K, V, E> Inner<K, V, E> {
 }
 
 /// Where a caller stands after looking its key up.
-enum Step<V, E> {
+enum Step<K, V, E> {
     Done(Result<V, Error<E>>, Outcome),
-    Lead(Arc<Flight<V, E>>),
+    Lead(Arc<Flight<V, E>>, Expired<K, V, E>),
 }
 
 impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
@@ -318,9 +318,10 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
         let mut key = Some(key);
         match self.claim_or_wait(hash, &mut key).await {
             Step::Done(r, outcome) => (r, outcome),
-            Step::Lead(flight) => {
+            Step::Lead(flight, expired) => {
                 let id = flight_id(&flight);
                 let leader = Leader::new(&self.inner, hash, flight);
+                drop(expired);
                 let r = run_work(id, f).await;
                 (leader.finish(r), Outcome::Executed)
             }
@@ -329,23 +330,23 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
 
     /// Looks the key up until the call has a result or must lead a new
     /// flight, waiting on (and taking over from) flights as needed.
-    async fn claim_or_wait(&self, hash: u64, key: &mut Option<K>) -> Step<V, E> {
+    async fn claim_or_wait(&self, hash: u64, key: &mut Option<K>) -> Step<K, V, E> {
         let shard = self.inner.shard(hash);
         let mut took_over = false;
         loop {
             match shard.claim(hash, key) {
                 Claim::Hit(v) => return Step::Done(Ok(v), Outcome::Cached),
-                Claim::Lead(flight) => {
+                Claim::Lead(flight, expired) => {
                     if took_over {
-                        bump(&shard.counters.takeovers);
+                        bump(&shard.counters().takeovers);
                     }
-                    return Step::Lead(flight);
+                    return Step::Lead(flight, expired);
                 }
                 Claim::Join(flight) => {
                     assert!(!work::is_polling(flight_id(&flight)), "{REENTRANT}");
                     match Wait::new(flight).await {
                         Ended::Done(r) => {
-                            bump(&shard.counters.coalesced);
+                            bump(&shard.counters().coalesced);
                             return Step::Done(r, Outcome::Coalesced);
                         }
                         // The leader was dropped and has removed the
@@ -456,7 +457,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
     pub fn stats(&self) -> Stats {
         let mut stats = Stats::default();
         for shard in self.inner.shards.iter() {
-            shard.counters.add_to(&mut stats);
+            shard.add_stats(&mut stats);
         }
         stats
     }
@@ -560,13 +561,14 @@ where
         let mut key = Some(key);
         match self.claim_or_wait(hash, &mut key).await {
             Step::Done(r, outcome) => (r, outcome),
-            Step::Lead(flight) => {
+            Step::Lead(flight, expired) => {
                 let wait = Wait::new(Arc::clone(&flight));
                 let id = flight_id(&flight);
                 // The guard moves into the task: if the task is dropped
                 // unpolled (its runtime is shutting down), the flight is
                 // abandoned, not left stuck.
                 let leader = Leader::new(Arc::clone(&self.inner), hash, flight);
+                drop(expired);
                 runtime.spawn(async move {
                     let r = run_work(id, f).await;
                     // The waiters (if any are left) get the result through the flight.
@@ -607,25 +609,32 @@ impl<K: Hash + Eq, V: Clone, E: Clone, R: Borrow<Arc<Inner<K, V, E>>>> Leader<K,
     }
 
     fn finish(mut self, r: Result<Result<V, E>, Panicked>) -> Result<V, Error<E>> {
-        let flight = self.flight.take().expect("a leader finishes once");
         let inner = self.inner.borrow();
         let shard = inner.shard(self.hash);
         let r = match r {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                bump(&shard.counters.failures);
+                bump(&shard.counters().failures);
                 Err(Error::Failed(e))
             }
             Err(p) => {
-                bump(&shard.counters.panics);
+                bump(&shard.counters().panics);
                 Err(Error::Panicked(p))
             }
         };
+        // User code (`V::clone`) runs while the guard is still armed: if it
+        // panics, `Drop` abandons the flight and the waiters take over.
         let store = match (&r, inner.settings.ttl) {
             (Ok(v), Some(ttl)) => Some((v.clone(), Timestamp::now().saturating_add(ttl))),
             _ => None,
         };
-        if shard.settle(self.hash, &flight, store) {
+        let flight = self.flight.take().expect("a leader finishes once");
+        // From here the table no longer needs the guard, but the waiters
+        // still do: if cloning the result for them panics, they are woken
+        // (as if abandoned) rather than left asleep.
+        let ender = Ender(Some(&flight));
+        let first = shard.settle(self.hash, &flight, store);
+        if first || !inner.sweeping.load(Relaxed) {
             sweeper::ensure(inner);
         }
         // The table no longer holds the flight; if nobody else does, nobody
@@ -633,7 +642,25 @@ impl<K: Hash + Eq, V: Clone, E: Clone, R: Borrow<Arc<Inner<K, V, E>>>> Leader<K,
         if Arc::strong_count(&flight) > 1 {
             flight.end(Ended::Done(r.clone()));
         }
+        ender.disarm();
         r
+    }
+}
+
+/// Wakes a flight's waiters, as abandoned, if dropped armed.
+struct Ender<'a, V, E>(Option<&'a Arc<Flight<V, E>>>);
+
+impl<V, E> Ender<'_, V, E> {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<V, E> Drop for Ender<'_, V, E> {
+    fn drop(&mut self) {
+        if let Some(flight) = self.0 {
+            flight.end(Ended::Abandoned);
+        }
     }
 }
 

@@ -3,42 +3,60 @@
 //! Every operation holds the shard's lock for a few map operations and never
 //! across an `.await`: a caller waiting on a flight waits on the flight, not on
 //! the shard, so keys that share a shard never wait on each other's work.
+//!
+//! No user code runs under the lock except `K`'s `Hash`/`Eq` and `V::clone`
+//! on a hit: entries that leave the table (expired, forgotten, evicted,
+//! cleared) are moved into a local that is dropped after the guard, so a
+//! panicking `Drop` of a key or value cannot leave the shard's bookkeeping
+//! half-updated.
 
 use std::borrow::Borrow;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use hashbrown::hash_table::{Entry as MapEntry, HashTable};
 
 use super::policy::{Policy, Queue, Resident, Ticket};
 use crate::clock::Timestamp;
 use crate::flight::Flight;
-use crate::stats::{bump, Counters};
+use crate::stats::{bump, Counters, Stats};
 use crate::sync::{Arc, RwLock};
 
 /// What a caller found for its key.
-pub(crate) enum Claim<V, E> {
+pub(crate) enum Claim<K, V, E> {
     /// A stored, unexpired result.
     Hit(V),
     /// A running flight to wait on.
     Join(Arc<Flight<V, E>>),
-    /// Nothing: the caller inserted this new flight and must drive it.
-    Lead(Arc<Flight<V, E>>),
+    /// Nothing (or an expired result): the caller inserted this new flight
+    /// and must drive it.
+    Lead(Arc<Flight<V, E>>, Expired<K, V, E>),
 }
+
+/// The expired entry a new flight replaced, if any. The leader drops it
+/// once it holds its guard, so that a panicking `Drop` of the old key or
+/// value abandons the new flight cleanly instead of leaving it leaderless.
+pub(crate) struct Expired<K, V, E>(Option<Entry<K, V, E>>);
 
 /// A cache-line-aligned shard, so that two shards' locks never share a line.
-#[repr(align(128))]
+#[repr(C, align(128))]
 pub(crate) struct Shard<K, V, E> {
     map: RwLock<Map<K, V, E>>,
-    pub(crate) counters: Counters,
+    counters: Counters,
 }
 
+/// `repr(C)` keeps the table header and the hit counter right after the
+/// lock word: a hit touches one cache line of the shard, the one its read
+/// lock already wrote.
+#[repr(C)]
 struct Map<K, V, E> {
     table: HashTable<Entry<K, V, E>>,
+    /// Hits, counted under the shared lock.
+    hits: AtomicU64,
     /// Stored results in `table` (the rest are flights).
     stored: usize,
     /// The eviction policy, when the table is bounded.
-    policy: Option<Policy>,
+    policy: Option<Box<Policy>>,
     next_id: u64,
 }
 
@@ -86,25 +104,58 @@ impl<V, E> Slot<V, E> {
     }
 }
 
+impl<K, V, E> Map<K, V, E> {
+    /// Bookkeeping for a stored result that left the table some other way
+    /// than eviction. Compacts the policy's queues once their stale tickets
+    /// outnumber the live ones, so that store/forget churn below the
+    /// capacity cannot grow them.
+    fn unstore(&mut self, queue: Queue) {
+        self.stored -= 1;
+        if let Some(policy) = &mut self.policy {
+            policy.removed(queue);
+            policy.compact(&mut TableView {
+                table: &mut self.table,
+                evicted: &mut Vec::new(),
+            });
+        }
+    }
+}
+
 impl<K, V, E> Shard<K, V, E> {
     pub(crate) fn new(capacity: Option<usize>) -> Self {
         Self {
             map: RwLock::new(Map {
                 table: HashTable::new(),
+                hits: AtomicU64::new(0),
                 stored: 0,
-                policy: capacity.map(Policy::new),
+                policy: capacity.map(|c| Box::new(Policy::new(c))),
                 next_id: 0,
             }),
             counters: Counters::default(),
         }
     }
 
+    /// The shard's counters, for the slow paths.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Adds this shard's counters to `stats`.
+    pub(crate) fn add_stats(&self, stats: &mut Stats) {
+        self.counters.add_to(stats);
+        stats.hits += self.map.read().hits.load(Relaxed);
+    }
+
     /// Removes `flight`'s entry if the key still holds this very flight.
     pub(crate) fn remove_flight(&self, hash: u64, flight: &Arc<Flight<V, E>>) {
         let mut map = self.map.write();
-        if let Ok(entry) = map.table.find_entry(hash, |e| e.slot.is_flight(flight)) {
-            entry.remove();
-        }
+        let dead = map
+            .table
+            .find_entry(hash, |e| e.slot.is_flight(flight))
+            .ok()
+            .map(|entry| entry.remove().0);
+        drop(map);
+        drop(dead);
     }
 
     /// Stored results in this shard.
@@ -116,7 +167,7 @@ impl<K, V, E> Shard<K, V, E> {
 impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
     /// Looks `key` up and, when it is vacant (or its stored result expired),
     /// inserts a new flight for it, taking the key out of `key`.
-    pub(crate) fn claim(&self, hash: u64, key: &mut Option<K>) -> Claim<V, E> {
+    pub(crate) fn claim(&self, hash: u64, key: &mut Option<K>) -> Claim<K, V, E> {
         let k = key.as_ref().expect("claim needs the key");
         // Fast path: a shared lock, for hits and joins.
         {
@@ -124,97 +175,50 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
             match map.table.find(hash, |e| e.key == *k).map(|e| &e.slot) {
                 Some(Slot::Stored(s)) if s.fresh(Timestamp::now()) => {
                     s.touch();
-                    bump(&self.counters.hits);
+                    map.hits.fetch_add(1, Relaxed);
                     return Claim::Hit(s.value.clone());
                 }
                 Some(Slot::Flight(f)) => return Claim::Join(Arc::clone(f)),
                 Some(Slot::Stored(_)) | None => {}
             }
         }
+        let mut expired = None;
         let mut guard = self.map.write();
         let map = &mut *guard;
-        let entry = map.table.entry(hash, |e| e.key == *k, |e| e.hash);
-        let flight = match entry {
-            MapEntry::Occupied(mut o) => {
-                let slot = &mut o.get_mut().slot;
-                match slot {
-                    Slot::Flight(f) => return Claim::Join(Arc::clone(f)),
-                    Slot::Stored(s) if s.fresh(Timestamp::now()) => {
-                        s.touch();
-                        bump(&self.counters.hits);
-                        return Claim::Hit(s.value.clone());
-                    }
-                    Slot::Stored(s) => {
-                        // Expired: its key is reused by the new flight.
-                        bump(&self.counters.expirations);
-                        map.stored -= 1;
-                        if let Some(p) = &mut map.policy {
-                            p.removed(s.queue);
-                        }
-                        let flight = Arc::new(Flight::new());
-                        *slot = Slot::Flight(Arc::clone(&flight));
-                        flight
-                    }
+        let vacant = match map.table.entry(hash, |e| e.key == *k, |e| e.hash) {
+            MapEntry::Occupied(o) => match &o.get().slot {
+                Slot::Flight(f) => return Claim::Join(Arc::clone(f)),
+                Slot::Stored(s) if s.fresh(Timestamp::now()) => {
+                    s.touch();
+                    map.hits.fetch_add(1, Relaxed);
+                    return Claim::Hit(s.value.clone());
                 }
-            }
-            MapEntry::Vacant(v) => {
-                let flight = Arc::new(Flight::new());
-                v.insert(Entry {
-                    hash,
-                    key: key.take().expect("checked above"),
-                    slot: Slot::Flight(Arc::clone(&flight)),
-                });
-                flight
-            }
+                Slot::Stored(_) => {
+                    // Expired: the new flight takes its place.
+                    let (old, vacant) = o.remove();
+                    expired = Some(old);
+                    vacant
+                }
+            },
+            MapEntry::Vacant(v) => v,
         };
-        bump(&self.counters.executions);
-        Claim::Lead(flight)
-    }
-
-    /// Ends `flight`'s time in the table: stores `value` (expiring at
-    /// `expires`) in its place, or removes it when `value` is `None`. Does
-    /// nothing if the key no longer holds this very flight (it was
-    /// forgotten, and maybe claimed again by a newer flight, which must not
-    /// be overwritten or removed: golang/go#31420). Returns whether a result
-    /// was stored.
-    pub(crate) fn settle(
-        &self,
-        hash: u64,
-        flight: &Arc<Flight<V, E>>,
-        value: Option<(V, Timestamp)>,
-    ) -> bool {
-        let mut guard = self.map.write();
-        let map = &mut *guard;
-        let Ok(entry) = map.table.find_entry(hash, |e| e.slot.is_flight(flight)) else {
-            return false;
-        };
-        let Some((value, expires)) = value else {
-            entry.remove();
-            return false;
-        };
-        // (A flight that is settled without a value is removed; see also
-        // `remove_flight`, which the abandoning leader uses.)
-        let id = map.next_id;
-        map.next_id += 1;
-        let queue = match &mut map.policy {
-            Some(p) => p.admit(Ticket { hash, id }),
-            None => Queue::Main,
-        };
-        entry.into_mut().slot = Slot::Stored(Stored {
-            value,
-            expires,
-            freq: AtomicU8::new(0),
-            id,
-            queue,
+        let flight = Arc::new(Flight::new());
+        vacant.insert(Entry {
+            hash,
+            key: key.take().expect("checked above"),
+            slot: Slot::Flight(Arc::clone(&flight)),
         });
-        map.stored += 1;
-        if let Some(mut policy) = map.policy.take() {
-            let evicted = policy.make_room(&mut TableView(map));
-            map.stored -= evicted as usize;
-            self.counters.evictions.fetch_add(evicted, Relaxed);
-            map.policy = Some(policy);
+        if let Some(Entry {
+            slot: Slot::Stored(s),
+            ..
+        }) = &expired
+        {
+            bump(&self.counters.expirations);
+            map.unstore(s.queue);
         }
-        true
+        bump(&self.counters.executions);
+        drop(guard);
+        Claim::Lead(flight, Expired(expired))
     }
 
     /// The stored, unexpired result for `key`. Counts for the eviction
@@ -240,7 +244,8 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
 
     /// Removes whatever `key` holds. A running flight goes on for its own
     /// callers but is no longer found by new ones, and [`Shard::settle`]
-    /// will not store its result.
+    /// will not store its result. Returns whether there was a running
+    /// flight or an unexpired stored result.
     pub(crate) fn forget<Q>(&self, hash: u64, key: &Q) -> bool
     where
         K: Borrow<Q>,
@@ -251,51 +256,134 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         let Ok(entry) = map.table.find_entry(hash, |e| e.key.borrow() == key) else {
             return false;
         };
-        let (removed, _) = entry.remove();
-        if let Slot::Stored(s) = removed.slot {
-            map.stored -= 1;
-            if let Some(p) = &mut map.policy {
-                p.removed(s.queue);
+        let removed = entry.remove().0;
+        let found = match &removed.slot {
+            Slot::Flight(_) => true,
+            Slot::Stored(s) => {
+                let fresh = s.fresh(Timestamp::now());
+                if !fresh {
+                    bump(&self.counters.expirations);
+                }
+                map.unstore(s.queue);
+                fresh
             }
-        }
-        true
+        };
+        drop(guard);
+        drop(removed);
+        found
     }
 }
 
 impl<K, V, E> Shard<K, V, E> {
+    /// Ends `flight`'s time in the table: stores `value` (expiring at
+    /// `expires`) in its place, or removes it when `value` is `None`. Does
+    /// nothing if the key no longer holds this very flight (it was
+    /// forgotten, and maybe claimed again by a newer flight, which must not
+    /// be overwritten or removed: golang/go#31420).
+    ///
+    /// Returns whether this store made the shard go from no stored result to
+    /// one (the sweeper may have to be started).
+    pub(crate) fn settle(
+        &self,
+        hash: u64,
+        flight: &Arc<Flight<V, E>>,
+        value: Option<(V, Timestamp)>,
+    ) -> bool {
+        let mut evicted = Vec::new();
+        let mut guard = self.map.write();
+        let map = &mut *guard;
+        let Ok(entry) = map.table.find_entry(hash, |e| e.slot.is_flight(flight)) else {
+            drop(guard);
+            return false;
+        };
+        let Some((value, expires)) = value else {
+            let dead = entry.remove().0;
+            drop(guard);
+            drop(dead);
+            return false;
+        };
+        let id = map.next_id;
+        map.next_id += 1;
+        let queue = match &mut map.policy {
+            Some(p) => p.admit(Ticket { hash, id }),
+            None => Queue::Main,
+        };
+        // The old slot holds only an `Arc` of the flight, which the leader
+        // still owns: dropping it here runs no user code.
+        entry.into_mut().slot = Slot::Stored(Stored {
+            value,
+            expires,
+            freq: AtomicU8::new(0),
+            id,
+            queue,
+        });
+        map.stored += 1;
+        let first = map.stored == 1;
+        if let Some(policy) = &mut map.policy {
+            let n = policy.make_room(&mut TableView {
+                table: &mut map.table,
+                evicted: &mut evicted,
+            });
+            if n > 0 {
+                map.stored -= n as usize;
+                self.counters.evictions.fetch_add(n, Relaxed);
+            }
+        }
+        drop(guard);
+        drop(evicted);
+        first
+    }
+
     /// Removes every stored result and detaches every running flight.
     pub(crate) fn clear(&self) {
         let mut guard = self.map.write();
-        let capacity = guard.policy.as_ref().map(Policy::capacity);
-        guard.table.clear();
+        let old = std::mem::take(&mut guard.table);
         guard.stored = 0;
-        guard.policy = capacity.map(Policy::new);
+        if let Some(policy) = &mut guard.policy {
+            **policy = Policy::new(policy.capacity());
+        }
+        drop(guard);
+        drop(old);
     }
 
     /// Removes the stored results that expired before `now`; returns how
     /// many stored results remain.
     pub(crate) fn sweep(&self, now: Timestamp) -> usize {
+        if self.stored() == 0 {
+            return 0;
+        }
         let mut guard = self.map.write();
         let map = &mut *guard;
-        let mut expired = 0;
-        let policy = &mut map.policy;
-        map.table.retain(|e| match &e.slot {
-            Slot::Stored(s) if !s.fresh(now) => {
-                expired += 1;
-                if let Some(p) = policy {
-                    p.removed(s.queue);
+        let expired: Vec<_> = map
+            .table
+            .extract_if(|e| matches!(&e.slot, Slot::Stored(s) if !s.fresh(now)))
+            .collect();
+        if !expired.is_empty() {
+            self.counters
+                .expirations
+                .fetch_add(expired.len() as u64, Relaxed);
+            map.stored -= expired.len();
+            if let Some(policy) = &mut map.policy {
+                for e in &expired {
+                    if let Slot::Stored(s) = &e.slot {
+                        policy.removed(s.queue);
+                    }
                 }
-                false
+                policy.compact(&mut TableView {
+                    table: &mut map.table,
+                    evicted: &mut Vec::new(),
+                });
             }
-            _ => true,
-        });
-        map.stored -= expired;
-        self.counters.expirations.fetch_add(expired as u64, Relaxed);
-        if let Some(mut policy) = map.policy.take() {
-            policy.compact(&mut TableView(map));
-            map.policy = Some(policy);
+            // Give memory back once most of the table is gone.
+            let (len, capacity) = (map.table.len(), map.table.capacity());
+            if capacity > 64 && len < capacity / 4 {
+                map.table.shrink_to(len * 2, |e| e.hash);
+            }
         }
-        map.stored
+        let remaining = map.stored;
+        drop(guard);
+        drop(expired);
+        remaining
     }
 
     /// Entries held: flights and stored results.
@@ -305,14 +393,19 @@ impl<K, V, E> Shard<K, V, E> {
 }
 
 /// The table as the eviction policy sees it: stored results by ticket.
-struct TableView<'a, K, V, E>(&'a mut Map<K, V, E>);
+/// Evicted entries are moved into `evicted`, to be dropped after the lock.
+struct TableView<'a, K, V, E> {
+    table: &'a mut HashTable<Entry<K, V, E>>,
+    evicted: &'a mut Vec<Entry<K, V, E>>,
+}
+
+fn is_ticket<K, V, E>(e: &Entry<K, V, E>, t: Ticket) -> bool {
+    matches!(&e.slot, Slot::Stored(s) if s.id == t.id)
+}
 
 impl<K, V, E> TableView<'_, K, V, E> {
     fn stored(&mut self, t: Ticket) -> Option<&mut Stored<V>> {
-        match self.0.table.find_mut(
-            t.hash,
-            |e| matches!(&e.slot, Slot::Stored(s) if s.id == t.id),
-        ) {
+        match self.table.find_mut(t.hash, |e| is_ticket(e, t)) {
             Some(Entry {
                 slot: Slot::Stored(s),
                 ..
@@ -324,22 +417,19 @@ impl<K, V, E> TableView<'_, K, V, E> {
 
 impl<K, V, E> Resident for TableView<'_, K, V, E> {
     fn freq(&mut self, t: Ticket) -> Option<u8> {
-        self.stored(t).map(|s| *s.freq.get_mut())
+        self.stored(t).map(|s| s.freq.load(Relaxed))
     }
 
     fn set(&mut self, t: Ticket, freq: u8, queue: Queue) {
         if let Some(s) = self.stored(t) {
-            *s.freq.get_mut() = freq;
+            s.freq.store(freq, Relaxed);
             s.queue = queue;
         }
     }
 
     fn evict(&mut self, t: Ticket) {
-        if let Ok(e) = self.0.table.find_entry(
-            t.hash,
-            |e| matches!(&e.slot, Slot::Stored(s) if s.id == t.id),
-        ) {
-            e.remove();
+        if let Ok(e) = self.table.find_entry(t.hash, |e| is_ticket(e, t)) {
+            self.evicted.push(e.remove().0);
         }
     }
 }

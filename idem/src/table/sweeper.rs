@@ -77,7 +77,10 @@ impl<K: Hash + Eq, V: Clone, E> Sweeper<K, V, E> {
         let Some(inner) = self.inner.upgrade() else {
             return false;
         };
-        if inner.sweep() > 0 {
+        // A panicking `Drop` of an expired key or value must not end the
+        // sweeping: the entries are out of the table by then.
+        let remaining = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.sweep()));
+        if remaining.map_or(true, |n| n > 0) {
             return true;
         }
         // Nothing stored: step down, then look again in case a result was
@@ -98,7 +101,10 @@ impl<K, V, E> Drop for Sweeper<K, V, E> {
     fn drop(&mut self) {
         // The runtime shut down (or the table is gone): let the next stored
         // result start a new sweeper.
-        if self.owns_flag {
+        // A sweeper that panicked (its runtime has no time driver, so
+        // `sleep` panics) keeps the flag: respawning it for every stored
+        // result would only panic again.
+        if self.owns_flag && !std::thread::panicking() {
             if let Some(inner) = self.inner.upgrade() {
                 inner.sweeping.store(false, SeqCst);
             }

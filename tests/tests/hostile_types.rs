@@ -1,0 +1,179 @@
+//! Keys and values whose `Clone` or `Drop` panics must not leave a key stuck,
+//! a waiter asleep, or a shard's bookkeeping half-updated.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use idem::{Outcome, SingleFlight};
+use idem_tests::{Gate, Probe};
+
+/// A value whose clone panics once the `clones_left` budget is spent, and
+/// whose drop panics once when `drop_armed` is set.
+#[derive(Debug)]
+struct Bomb {
+    id: u32,
+    clones_left: Arc<AtomicUsize>,
+    drop_armed: Arc<AtomicBool>,
+}
+
+impl Bomb {
+    fn new(id: u32, clones_left: &Arc<AtomicUsize>, drop_armed: &Arc<AtomicBool>) -> Self {
+        Self {
+            id,
+            clones_left: clones_left.clone(),
+            drop_armed: drop_armed.clone(),
+        }
+    }
+}
+
+impl Clone for Bomb {
+    fn clone(&self) -> Self {
+        if self
+            .clones_left
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            // Refill so the panic happens once.
+            self.clones_left.store(usize::MAX, SeqCst);
+            panic!("clone bomb");
+        }
+        Self::new(self.id, &self.clones_left, &self.drop_armed)
+    }
+}
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if self.drop_armed.swap(false, SeqCst) {
+            panic!("drop bomb");
+        }
+    }
+}
+
+fn budgets() -> (Arc<AtomicUsize>, Arc<AtomicBool>) {
+    (
+        Arc::new(AtomicUsize::new(usize::MAX)),
+        Arc::new(AtomicBool::new(false)),
+    )
+}
+
+fn panics<T>(f: impl FnOnce() -> T) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err()
+}
+
+fn table(max_entries: Option<usize>) -> SingleFlight<u32, Bomb> {
+    let b = SingleFlight::builder().ttl(Duration::from_secs(60));
+    match max_entries {
+        Some(n) => b.max_entries(n).build().unwrap(),
+        None => b.build().unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_clone_for_the_store_abandons_the_flight_to_its_waiters() {
+    let flight = table(None);
+    let (clones, drops) = budgets();
+    let gate = Gate::new();
+    let mut leader = Probe::new(flight.run(1, || async {
+        gate.wait().await;
+        Ok(Bomb::new(1, &clones, &drops))
+    }));
+    let mut waiter =
+        Probe::new(flight.run_with_outcome(1, || async { Ok(Bomb::new(2, &clones, &drops)) }));
+    leader.pending();
+    waiter.pending();
+    clones.store(0, SeqCst); // the next clone (for the store) panics
+    gate.open();
+    assert!(panics(|| leader.poll()), "the leader's own call panics");
+    assert!(waiter.woken(), "the waiter is not left asleep");
+    let (v, outcome) = waiter.ready();
+    assert_eq!((v.unwrap().id, outcome), (2, Outcome::Executed));
+}
+
+#[tokio::test]
+async fn a_panicking_clone_for_the_waiters_wakes_them() {
+    let flight = table(None);
+    let (clones, drops) = budgets();
+    let gate = Gate::new();
+    let mut leader = Probe::new(flight.run(1, || async {
+        gate.wait().await;
+        Ok(Bomb::new(1, &clones, &drops))
+    }));
+    let mut waiter =
+        Probe::new(flight.run_with_outcome(1, || async { Ok(Bomb::new(2, &clones, &drops)) }));
+    leader.pending();
+    waiter.pending();
+    clones.store(1, SeqCst); // the store's clone works, the waiters' panics
+    gate.open();
+    assert!(panics(|| leader.poll()));
+    assert!(waiter.woken());
+    // The result was stored before the panic: the waiter gets it.
+    let (v, outcome) = waiter.ready();
+    assert_eq!((v.unwrap().id, outcome), (1, Outcome::Cached));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_drop_of_an_expired_value_does_not_leave_its_key_stuck() {
+    let flight = table(None);
+    let (clones, drops) = budgets();
+    flight
+        .run(1, || async { Ok(Bomb::new(1, &clones, &drops)) })
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(61)).await;
+    drops.store(true, SeqCst);
+    // The call that replaces the expired value drops it, and panics...
+    let mut call = Probe::new(flight.run(1, || async { Ok(Bomb::new(2, &clones, &drops)) }));
+    assert!(panics(|| call.poll()));
+    // ...but the key is free for the next one.
+    let (v, outcome) = flight
+        .run_with_outcome(1, || async { Ok(Bomb::new(3, &clones, &drops)) })
+        .await;
+    assert_eq!((v.unwrap().id, outcome), (3, Outcome::Executed));
+}
+
+#[tokio::test]
+async fn a_panicking_drop_during_eviction_keeps_the_bound() {
+    let flight = table(Some(1));
+    let (clones, drops) = budgets();
+    flight
+        .run(1, || async { Ok(Bomb::new(1, &clones, &drops)) })
+        .await
+        .unwrap();
+    drops.store(true, SeqCst);
+    let mut call = Probe::new(flight.run(2, || async { Ok(Bomb::new(2, &clones, &drops)) }));
+    assert!(panics(|| call.poll()), "evicting key 1 panics in its drop");
+    for k in 3..50 {
+        flight
+            .run(k, || {
+                let (clones, drops) = (&clones, &drops);
+                async move { Ok(Bomb::new(k, clones, drops)) }
+            })
+            .await
+            .unwrap();
+        assert!(flight.len() <= 1, "the bound was lost");
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_drop_in_forget_reaches_the_caller_and_leaves_the_table_consistent() {
+    let flight = table(Some(4));
+    let (clones, drops) = budgets();
+    flight
+        .run(1, || async { Ok(Bomb::new(1, &clones, &drops)) })
+        .await
+        .unwrap();
+    drops.store(true, SeqCst);
+    assert!(panics(|| flight.forget(&1)));
+    assert!(flight.is_empty());
+    for k in 0..20 {
+        flight
+            .run(k, || {
+                let (clones, drops) = (&clones, &drops);
+                async move { Ok(Bomb::new(k, clones, drops)) }
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(flight.len(), 4);
+}
