@@ -1,17 +1,162 @@
-//! The `#[idempotent]` attribute macro. Use it through `idem::idempotent`.
+//! The `#[idempotent]` attribute macro. Use it through the `idem` crate, as
+//! `idem::idempotent`: the code it generates refers to `::idem`.
 //!
-//! Work in progress (issue 3): not yet implemented.
+//! The crate is split by stage, like `thiserror`'s derive:
+//! `args` parses the options, `duration` reads `ttl = "30s"`, `validate`
+//! checks the function (every error spanned at the token at fault), and
+//! `expand` generates the code, or, on any error, emits the function as
+//! written beside the errors so that the user sees those errors only.
+
+mod args;
+mod duration;
+mod expand;
+mod validate;
 
 use proc_macro::TokenStream;
 
-/// Not yet implemented (issue 3): expands to the function unchanged plus a
-/// compile error.
+/// Makes an `async fn` idempotent under concurrency: concurrent calls with
+/// equal keys share one execution of the body, and, with a `ttl`, later
+/// calls within the ttl get its stored result.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use idem::idempotent;
+///
+/// static CHARGES: AtomicUsize = AtomicUsize::new(0);
+///
+/// #[derive(Clone)]
+/// struct Order {
+///     id: u64,
+///     cents: u64,
+/// }
+///
+/// #[idempotent(key = order.id, ttl = "30s")]
+/// async fn place_order(order: Order) -> Result<String, String> {
+///     CHARGES.fetch_add(1, Ordering::SeqCst);
+///     tokio::task::yield_now().await; // ... talk to the payment provider ...
+///     Ok(format!("receipt for order {} ({} cents)", order.id, order.cents))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let order = Order { id: 7, cents: 1_250 };
+/// // A double click: two concurrent calls, one charge.
+/// let (a, b) = tokio::join!(place_order(order.clone()), place_order(order.clone()));
+/// assert_eq!(a, b);
+/// // A retry within 30 s: the stored receipt, no second charge.
+/// assert_eq!(place_order(order).await, a);
+/// assert_eq!(CHARGES.load(Ordering::SeqCst), 1);
+/// # }
+/// ```
+///
+/// The signature callers see is unchanged. The attribute applies to free
+/// `async fn`s and to `async fn` methods that take `&self`.
+///
+/// # Options
+///
+/// | option | meaning |
+/// |---|---|
+/// | `key = <expr>` | **Required.** What makes two calls the same: any expression over the arguments (`order.id`, `(user, day)`, `req.idempotency_key.clone()`, `format!("{a}/{b}")`). Evaluated once, before the body; the body can still use what it names. Its value must own its data and be `Hash + Eq + Clone + Send + Sync + 'static`. |
+/// | `ttl = "30s"` | How long a success is replayed: `"500ms"`, `"30s"`, `"5m"`, `"1h30m"`, `"2d"` (units `ns`, `us`, `ms`, `s`, `m`, `h`, `d`), checked at compile time; or any `Duration` expression, evaluated once, when the table is created. Without it, concurrent calls are coalesced and nothing is kept afterwards. |
+/// | `max_entries = N` | The most results kept (needs `ttl`); a literal, or a `usize` expression evaluated when the table is created. |
+/// | `flight = <expr>` | A [`SingleFlight`] of yours to run in (e.g. `self.flight`), instead of the function's own table. Its key type must be the key's, its types the return type's, and its own settings apply, so `ttl` and `max_entries` cannot be given with it. |
+/// | `detached` | The body runs on its own tokio task and finishes (and its result is stored) even if every caller goes away; see [`SingleFlight::run_detached`]. The body must then be `Send + 'static`: it cannot use `self` or borrowed arguments. |
+///
+/// # Tables
+///
+/// Without `flight`, each function has a table of its own, created on its
+/// first call, so equal keys passed to different functions never share a
+/// result. A method's table is shared by **all instances** of its type:
+/// give each instance its own [`SingleFlight`] and pass it with
+/// `flight = self.flight` if two instances must not share results.
+///
+/// Keys are stored exactly as typed: the key's type is inferred from the
+/// key expression, never hashed down to an integer, so distinct keys never
+/// collide.
+///
+/// **Generic functions** get one table per instantiation: `f::<u32>` and
+/// `f::<i64>` never share results, even when their key and value types are
+/// the same. This also holds for methods of a generic `impl`.
+///
+/// # Return types
+///
+/// * `Result<T, E>`: `Ok` values are stored for the ttl. An `Err` goes to
+///   the callers coalesced on the execution that returned it and is never
+///   stored: the next call runs the body again. This holds for a `Result`
+///   behind a type alias too (`io::Result<T>`, `anyhow::Result<T>`, your
+///   own `type Res<T> = Result<T, MyError>`): the type checker, not the
+///   macro, tells a `Result` from other types. A generic return type `T`
+///   is a plain value, even if an instantiation makes it a `Result`.
+/// * Any other type is stored as it is.
+///
+/// Values and errors are cloned for each caller and kept in a table shared
+/// by all threads, so they must be `Clone + Send + Sync + 'static`; the
+/// compile error for a type that is not (`std::io::Error`, say) names it
+/// and suggests wrapping it in an `Arc`.
+///
+/// # Panics
+///
+/// A panic in the body is a panic, with the original message, for every
+/// caller coalesced on that execution, also in functions that return
+/// `Result`: a panic never turns into an `Err`. Nobody hangs, and the next
+/// call runs the body again. A function that calls itself with the same key
+/// from its own body would wait for itself forever: idem detects this and
+/// panics instead (recursion with other keys is fine).
+///
+/// # Compile errors
+///
+/// `&mut self`, `self` by value, `&mut` arguments, non-`async` functions,
+/// borrowed or `impl Trait` return types, borrowed keys, and unknown,
+/// repeated or malformed options are compile errors that point at the
+/// token at fault.
+///
+/// ```compile_fail
+/// #[idem::idempotent(key = name)] // error: the key `&str` is a reference; use `name.to_string()`
+/// async fn greet(name: &str) -> String {
+///     format!("hello {name}")
+/// }
+/// ```
+///
+/// # Methods and `flight`
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::time::Duration;
+/// use idem::{idempotent, SingleFlight};
+///
+/// struct Inventory {
+///     reads: AtomicUsize,
+///     flight: SingleFlight<String, u32>,
+/// }
+///
+/// impl Inventory {
+///     fn new() -> Self {
+///         let flight = SingleFlight::builder().ttl(Duration::from_secs(5)).build().unwrap();
+///         Self { reads: AtomicUsize::new(0), flight }
+///     }
+///
+///     /// One table per `Inventory`.
+///     #[idempotent(key = sku.clone(), flight = self.flight)]
+///     async fn stock(&self, sku: String) -> u32 {
+///         self.reads.fetch_add(1, Ordering::SeqCst);
+///         u32::try_from(sku.len()).unwrap()
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (a, b) = (Inventory::new(), Inventory::new());
+/// assert_eq!(a.stock("apple".into()).await, 5);
+/// assert_eq!(a.stock("apple".into()).await, 5);
+/// assert_eq!(b.stock("apple".into()).await, 5);
+/// assert_eq!(a.reads.load(Ordering::SeqCst), 1);
+/// assert_eq!(b.reads.load(Ordering::SeqCst), 1);
+/// # }
+/// ```
+///
+/// [`SingleFlight`]: https://docs.rs/idem/latest/idem/struct.SingleFlight.html
+/// [`SingleFlight::run_detached`]: https://docs.rs/idem/latest/idem/struct.SingleFlight.html#method.run_detached
 #[proc_macro_attribute]
-pub fn idempotent(_args: TokenStream, item: TokenStream) -> TokenStream {
-    let item = proc_macro2::TokenStream::from(item);
-    quote::quote! {
-        ::core::compile_error!("#[idempotent] is not implemented yet");
-        #item
-    }
-    .into()
+pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::idempotent(args.into(), item.into()).into()
 }

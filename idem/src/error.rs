@@ -60,8 +60,12 @@ impl<E> Error<E> {
     /// Turns a panic back into a panic on the current thread, with the
     /// original message, and returns every other error unchanged.
     ///
-    /// This is what [`#[idempotent]`](https://docs.rs/idem) does so that a
+    /// This is what [`#[idempotent]`](crate::idempotent) does so that a
     /// panic in coalesced work is a panic for each of its callers.
+    ///
+    /// # Panics
+    ///
+    /// If `self` is [`Error::Panicked`]: that is its purpose.
     pub fn resume_panic(self) -> Self {
         match self {
             Error::Panicked(p) => std::panic::resume_unwind(Box::new(p.message().to_owned())),

@@ -1,0 +1,276 @@
+//! Parsing the attribute's options: `key = <expr>`, `ttl = "30s" | <expr>`,
+//! `max_entries = <expr>`, `flight = <expr>`, `detached`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, Lit, Token};
+
+use crate::duration;
+
+mod kw {
+    syn::custom_keyword!(key);
+    syn::custom_keyword!(ttl);
+    syn::custom_keyword!(max_entries);
+    syn::custom_keyword!(flight);
+    syn::custom_keyword!(detached);
+}
+
+/// What every error about the options ends with.
+pub(crate) const ACCEPTED: &str = "accepted options: `key = <expr>` (required), \
+`ttl = \"30s\"` or `ttl = <Duration>`, `max_entries = <usize>`, `flight = <SingleFlight>`, `detached`";
+
+/// The options, parsed and checked against each other.
+pub(crate) struct Args {
+    /// The key expression; `None` only while parsing.
+    pub(crate) key: Option<Expr>,
+    pub(crate) ttl: Option<Opt<Ttl>>,
+    pub(crate) max_entries: Option<Opt<MaxEntries>>,
+    pub(crate) flight: Option<Opt<Expr>>,
+    pub(crate) detached: Option<kw::detached>,
+}
+
+/// An option's value and the span of its name.
+pub(crate) struct Opt<T> {
+    pub(crate) name: Span,
+    pub(crate) value: T,
+}
+
+/// `ttl = ...`: a `Duration` expression, from a literal or as written.
+pub(crate) struct Ttl(pub(crate) TokenStream);
+
+/// `max_entries = ...`: a `usize` expression, checked if it is a literal.
+pub(crate) struct MaxEntries(pub(crate) TokenStream);
+
+impl Parse for Args {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut args = Args {
+            key: None,
+            ttl: None,
+            max_entries: None,
+            flight: None,
+            detached: None,
+        };
+        let mut key_name = None;
+        let mut errors = Errors::default();
+        while !input.is_empty() {
+            let lookahead = input.lookahead1();
+            if lookahead.peek(kw::key) {
+                let name = input.parse::<kw::key>()?;
+                let value = value(input, "key", "<expr>")?;
+                if key_name.is_some() {
+                    errors.push(repeated(name.span, "key"));
+                }
+                key_name = Some(name.span);
+                args.key = Some(value);
+            } else if lookahead.peek(kw::ttl) {
+                let name = input.parse::<kw::ttl>()?.span;
+                let value = value(input, "ttl", "\"30s\"")?;
+                match ttl(value) {
+                    Ok(value) => set(&mut args.ttl, Opt { name, value }, "ttl", &mut errors),
+                    Err(e) => errors.push(e),
+                }
+            } else if lookahead.peek(kw::max_entries) {
+                let name = input.parse::<kw::max_entries>()?.span;
+                let value = value(input, "max_entries", "10_000")?;
+                match max_entries(value) {
+                    Ok(value) => set(
+                        &mut args.max_entries,
+                        Opt { name, value },
+                        "max_entries",
+                        &mut errors,
+                    ),
+                    Err(e) => errors.push(e),
+                }
+            } else if lookahead.peek(kw::flight) {
+                let name = input.parse::<kw::flight>()?.span;
+                let value = value(input, "flight", "self.flight")?;
+                set(&mut args.flight, Opt { name, value }, "flight", &mut errors);
+            } else if lookahead.peek(kw::detached) {
+                let name = input.parse::<kw::detached>()?;
+                if input.peek(Token![=]) {
+                    return Err(syn::Error::new(
+                        input.span(),
+                        format!("`detached` takes no value: write `detached` alone; {ACCEPTED}"),
+                    ));
+                }
+                if args.detached.is_some() {
+                    errors.push(repeated(name.span, "detached"));
+                }
+                args.detached = Some(name);
+            } else if input.peek(syn::Ident) {
+                let ident: syn::Ident = input.parse()?;
+                return Err(syn::Error::new(
+                    ident.span(),
+                    format!("unknown option `{ident}`; {ACCEPTED}"),
+                ));
+            } else {
+                let e = lookahead.error();
+                return Err(syn::Error::new(
+                    e.span(),
+                    format!("expected an option; {ACCEPTED}"),
+                ));
+            }
+            if !input.is_empty() {
+                input.parse::<Token![,]>().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        format!("expected `,` between options; {ACCEPTED}"),
+                    )
+                })?;
+            }
+        }
+
+        if args.key.is_none() {
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                format!(
+                    "missing `key = <expr>`: the key names what makes two calls the same \
+                     (e.g. `#[idempotent(key = order.id)]`); {ACCEPTED}"
+                ),
+            ));
+        }
+        if args.flight.is_some() {
+            for (opt, name) in [
+                (args.ttl.as_ref().map(|o| o.name), "ttl"),
+                (args.max_entries.as_ref().map(|o| o.name), "max_entries"),
+            ] {
+                if let Some(span) = opt {
+                    errors.push(syn::Error::new(
+                        span,
+                        format!(
+                            "`{name}` cannot be combined with `flight`: the table passed to \
+                             `flight` has its own settings (set them with \
+                             `SingleFlight::builder()` where it is built)"
+                        ),
+                    ));
+                }
+            }
+        } else if let (Some(max), None) = (&args.max_entries, &args.ttl) {
+            errors.push(syn::Error::new(
+                max.name,
+                "`max_entries` bounds the stored results, but without `ttl` nothing is \
+                 stored: add a `ttl = \"...\"`, or remove `max_entries`",
+            ));
+        }
+        errors.finish()?;
+        Ok(args)
+    }
+}
+
+impl Args {
+    /// The key expression (present once parsing succeeded).
+    pub(crate) fn key(&self) -> &Expr {
+        self.key
+            .as_ref()
+            .expect("parsing checks that a key is given")
+    }
+}
+
+/// `= <expr>` after an option's name.
+fn value(input: ParseStream<'_>, name: &str, example: &str) -> syn::Result<Expr> {
+    let eq = input.parse::<Token![=]>().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("expected `=` after `{name}`, as in `{name} = {example}`; {ACCEPTED}"),
+        )
+    })?;
+    if input.is_empty() || input.peek(Token![,]) {
+        return Err(syn::Error::new(
+            eq.span,
+            format!("expected a value after `{name} =`, as in `{name} = {example}`; {ACCEPTED}"),
+        ));
+    }
+    input.parse::<Expr>()
+}
+
+fn set<T>(slot: &mut Option<Opt<T>>, opt: Opt<T>, name: &str, errors: &mut Errors) {
+    if slot.is_some() {
+        errors.push(repeated(opt.name, name));
+    }
+    *slot = Some(opt);
+}
+
+fn repeated(span: Span, name: &str) -> syn::Error {
+    syn::Error::new(
+        span,
+        format!("`{name}` is given more than once; {ACCEPTED}"),
+    )
+}
+
+fn ttl(value: Expr) -> syn::Result<Ttl> {
+    match &value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => {
+            let d = duration::parse(&s.value()).map_err(|e| {
+                syn::Error::new(
+                    s.span(),
+                    format!("invalid `ttl` {}: {e}", s.to_token_stream()),
+                )
+            })?;
+            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+            Ok(Ttl(
+                quote_spanned!(s.span()=> ::core::time::Duration::new(#secs, #nanos)),
+            ))
+        }
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(_) | Lit::Float(_),
+            ..
+        }) => Err(syn::Error::new(
+            value.span(),
+            format!(
+                "a `ttl` needs a unit: write `ttl = \"{}s\"` (or `ms`, `m`, `h`, ...), or a \
+                 `Duration` expression",
+                value.to_token_stream()
+            ),
+        )),
+        Expr::Lit(_) => Err(syn::Error::new(
+            value.span(),
+            "expected a duration: `ttl = \"30s\"`, or a `Duration` expression",
+        )),
+        _ => Ok(Ttl(value.into_token_stream())),
+    }
+}
+
+fn max_entries(value: Expr) -> syn::Result<MaxEntries> {
+    match &value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(n), ..
+        }) => {
+            let parsed: usize = n
+                .base10_parse()
+                .map_err(|e| syn::Error::new(n.span(), format!("invalid `max_entries`: {e}")))?;
+            if parsed == 0 {
+                return Err(syn::Error::new(
+                    n.span(),
+                    "`max_entries` must be at least 1 (to store nothing, leave out `ttl`)",
+                ));
+            }
+            Ok(MaxEntries(quote_spanned!(n.span()=> #parsed)))
+        }
+        Expr::Lit(_) => Err(syn::Error::new(
+            value.span(),
+            "expected a number of entries: `max_entries = 10_000`, or a `usize` expression",
+        )),
+        _ => Ok(MaxEntries(quote!(#value))),
+    }
+}
+
+/// Errors collected so that one compile reports them all.
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, e: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+
+    pub(crate) fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}

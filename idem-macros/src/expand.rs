@@ -1,0 +1,355 @@
+//! Code generation. See `docs/macro.md` for the expansion, commented.
+
+use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{Expr, Item, ItemFn, ReturnType};
+
+use crate::args::{Args, Errors};
+use crate::validate;
+
+/// The whole macro: parse, check, and expand, or emit the function
+/// unchanged beside the errors.
+pub(crate) fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func = match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Fn(func)) => func,
+        Ok(other) => {
+            let span = other
+                .to_token_stream()
+                .into_iter()
+                .next()
+                .map_or(Span::call_site(), |t| t.span());
+            return fallback(not_a_function(span), item);
+        }
+        Err(_) => return fallback(not_a_function(Span::call_site()), item),
+    };
+    let mut errors = Errors::default();
+    let args = syn::parse2::<Args>(args).map_err(|e| errors.push(e)).ok();
+    if let Some(args) = &args {
+        if let Err(e) = validate::check(&func, args) {
+            errors.push(e);
+        }
+    }
+    match (errors.finish(), args) {
+        (Ok(()), Some(args)) => expand(&args, func),
+        (Err(e), _) => fallback(e, func.into_token_stream()),
+        (Ok(()), None) => unreachable!("an argument error is always recorded"),
+    }
+}
+
+fn not_a_function(span: Span) -> syn::Error {
+    syn::Error::new(
+        span,
+        "`#[idempotent]` applies to `async fn`s with a body (free functions and `&self` methods)",
+    )
+}
+
+/// The error, and the item as written: the user sees this error rather than
+/// every use of a function that would otherwise be missing.
+fn fallback(error: syn::Error, item: TokenStream) -> TokenStream {
+    let error = error.to_compile_error();
+    quote!(#error #item)
+}
+
+/// A generated local: hygienic (`Span::mixed_site`), so it can neither
+/// capture nor shadow the user's names, and located at `at` for errors.
+fn local(name: &str, at: Span) -> Ident {
+    Ident::new(name, Span::mixed_site().located_at(at))
+}
+
+/// The first and last token spans of some tokens.
+fn bounds(tokens: &impl ToTokens) -> (Span, Span) {
+    let mut iter = tokens.to_token_stream().into_iter();
+    let first = iter.next().map_or(Span::call_site(), |t| t.span());
+    let last = iter.last().map_or(first, |t| t.span());
+    (first, last)
+}
+
+/// `(receiver).method(args)`, spanned so that an error about the call
+/// underlines `first..last` (rustc joins an expression's first and last
+/// token spans): the receiver's parentheses start at `first`, the
+/// argument list ends at `last`.
+fn spanned_call(
+    receiver: TokenStream,
+    method: &str,
+    args: TokenStream,
+    (first, last): (Span, Span),
+) -> TokenStream {
+    let mut receiver = Group::new(Delimiter::Parenthesis, receiver);
+    receiver.set_span(first);
+    let method = Ident::new(method, first);
+    let mut args = Group::new(Delimiter::Parenthesis, args);
+    args.set_span(last);
+    quote_spanned!(first=> #receiver.#method #args)
+}
+
+/// Whether an expression denotes a place (a variable, a field, an index, a
+/// dereference): such a key is cloned, so the body can still use it. Any
+/// other expression's value is the key.
+fn is_place(e: &Expr) -> bool {
+    match e {
+        Expr::Path(_) | Expr::Field(_) | Expr::Index(_) => true,
+        Expr::Unary(u) => matches!(u.op, syn::UnOp::Deref(_)),
+        Expr::Paren(p) => is_place(&p.expr),
+        Expr::Group(g) => is_place(&g.expr),
+        _ => false,
+    }
+}
+
+/// A key expression as an owned value: places are cloned (tuples of places
+/// element by element), other expressions used as they are.
+fn owned(e: &Expr) -> TokenStream {
+    match e {
+        Expr::Tuple(t) if t.elems.iter().any(is_place) => {
+            let elems = t.elems.iter().map(|e| {
+                if is_place(e) {
+                    quote_spanned!(e.span()=> ::idem::__private::key_of(&(#e)))
+                } else {
+                    e.to_token_stream()
+                }
+            });
+            quote!((#(#elems,)*))
+        }
+        e if is_place(e) => quote_spanned!(e.span()=> ::idem::__private::key_of(&(#e))),
+        e => e.to_token_stream(),
+    }
+}
+
+fn expand(args: &Args, func: ItemFn) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = func;
+    let ret = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    };
+    let ret_span: TokenStream = match &sig.output {
+        ReturnType::Default => sig.ident.to_token_stream(),
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    };
+    let key = args.key();
+    let key_span = bounds(key).0;
+    let call_site = Span::call_site();
+
+    let policy = local("__idem_policy", bounds(&ret_span).0);
+    let key_var = local("__idem_key", key_span);
+    let kind = local("__idem_kind", key_span);
+    // The body, as the work of a flight. `move`: it owns the arguments it
+    // uses (the key was evaluated from them first). The unreachable `return`
+    // gives the async block the function's return type before the body is
+    // checked, so `?` converts errors into it and a mismatch is reported at
+    // the user's expression (the trick `async-trait` uses).
+    let ret_var = local("__idem_ret", call_site);
+    let work = quote_spanned! {call_site=>
+        move || async move {
+            #[allow(unreachable_code, clippy::diverging_sub_expression)]
+            if let ::core::option::Option::Some(#ret_var) = ::core::option::Option::None::<#ret> {
+                return #ret_var;
+            }
+            #block
+        }
+    };
+    let detached = args.detached.is_some();
+
+    // The traits of the auto-ref specialisations (see `idem::__private`),
+    // imported as `_`: they bring no name into scope.
+    let imports = quote! {
+        #[allow(unused_imports)]
+        use ::idem::__private::{
+            key::{Bad as _, Borrowed as _, BorrowedMut as _, Owned as _},
+            policy::{
+                ResultBadError as _, ResultBadValue as _, ResultOk as _, ValueBad as _,
+                ValueOk as _,
+            },
+            Fit as _,
+        };
+    };
+    let classify_policy = {
+        let dispatch = spanned_call(
+            quote!(&&&&&::idem::__private::Probe::<#ret>::new()),
+            "__idem_policy",
+            TokenStream::new(),
+            bounds(&ret_span),
+        );
+        quote!(let #policy = #dispatch;)
+    };
+
+    let body = if let Some(flight) = &args.flight {
+        let flight = &flight.value;
+        let (first, last) = bounds(flight);
+        let flight_var = local("__idem_flight", first);
+        let adapter = local("__idem_adapter", first);
+        let fit = spanned_call(
+            quote!(&#flight),
+            "__idem_fit",
+            policy.to_token_stream(),
+            (first, last),
+        );
+        let key_value = owned(key);
+        let driver = if detached {
+            quote!(run_in_detached)
+        } else {
+            quote!(run_in)
+        };
+        quote! {
+            let #key_var = #key_value;
+            #classify_policy
+            let (#flight_var, #adapter) = #fit;
+            ::idem::__private::#driver(#flight_var, #adapter, #key_var, #work).await
+        }
+    } else {
+        let classify_key = |probe: TokenStream| {
+            spanned_call(
+                quote!(&&&::idem::__private::KeyProbe::of(#probe)),
+                "__idem_key_kind",
+                TokenStream::new(),
+                bounds(key),
+            )
+        };
+        let eval_key = if is_place(key) {
+            let r = local("__idem_ref", key_span);
+            let classify = classify_key(r.to_token_stream());
+            quote! {
+                let (#kind, #key_var) = {
+                    let #r = &(#key);
+                    let #kind = #classify;
+                    (#kind, ::idem::__private::clone_key(#kind, #r))
+                };
+            }
+        } else {
+            let key_value = owned(key);
+            let classify = classify_key(quote!(&#key_var));
+            quote! {
+                let #key_var = #key_value;
+                let #kind = #classify;
+            }
+        };
+        let slot = format_ident!("__IDEM_SLOT", span = Span::mixed_site());
+        let name = sig.ident.to_string();
+        let mut config = quote! {
+            ::idem::__private::Config::new(::core::concat!(::core::module_path!(), "::", #name))
+        };
+        let mut settings = TokenStream::new();
+        if let Some(ttl) = &args.ttl {
+            let ttl = &ttl.value.0;
+            let var = local("__idem_ttl", call_site);
+            settings.extend(quote!(let #var: ::core::time::Duration = #ttl;));
+            config.extend(quote!(.ttl(#var)));
+        }
+        if let Some(max) = &args.max_entries {
+            let max = &max.value.0;
+            let var = local("__idem_max_entries", call_site);
+            settings.extend(quote!(let #var: usize = #max;));
+            config.extend(quote!(.max_entries(#var)));
+        }
+        let driver = if detached {
+            quote!(run_detached)
+        } else {
+            quote!(run)
+        };
+        // The type of this closure differs for each instantiation of the
+        // function's (and its impl's) generic parameters: one table each.
+        let instantiation = quote_spanned!(call_site=> || {});
+        quote! {
+            #eval_key
+            #classify_policy
+            static #slot: ::idem::__private::Slot = ::idem::__private::Slot::new();
+            ::idem::__private::#driver(
+                &#slot,
+                #instantiation,
+                #policy,
+                #kind,
+                #key_var,
+                || {
+                    #settings
+                    #config
+                },
+                #work,
+            )
+            .await
+        }
+    };
+
+    // syn puts a body's inner attributes (`#![allow(..)]`) with the outer
+    // ones: they go back at the top of the body.
+    let (inner, outer): (Vec<_>, Vec<_>) = attrs
+        .into_iter()
+        .partition(|a| matches!(a.style, syn::AttrStyle::Inner(_)));
+    quote! {
+        #(#outer)*
+        #vis #sig {
+            #(#inner)*
+            #imports
+            #body
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(args: &str, item: &str) -> String {
+        idempotent(args.parse().unwrap(), item.parse().unwrap()).to_string()
+    }
+
+    #[test]
+    fn expands_to_the_driver_with_the_body_as_work() {
+        let out = expand_str(
+            "key = order.id, ttl = \"30s\"",
+            "pub async fn place(order: Order) -> Result<Receipt, PayError> { charge(order).await }",
+        );
+        for part in [
+            "pub async fn place (order : Order) -> Result < Receipt , PayError >",
+            "static __IDEM_SLOT : :: idem :: __private :: Slot",
+            ":: idem :: __private :: clone_key",
+            ":: idem :: __private :: run (",
+            ":: core :: time :: Duration :: new (30u64 , 0u32)",
+            "move || async move",
+            "charge (order) . await",
+        ] {
+            assert!(out.contains(part), "missing `{part}` in {out}");
+        }
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn flight_and_detached_pick_their_drivers() {
+        let out = expand_str(
+            "key = id, flight = self.flight, detached",
+            "async fn get(&self, id: u64) -> u64 { id }",
+        );
+        assert!(
+            out.contains(":: idem :: __private :: run_in_detached ("),
+            "{out}"
+        );
+        assert!(out.contains("__idem_fit"), "{out}");
+        assert!(!out.contains("__IDEM_SLOT"), "{out}");
+    }
+
+    #[test]
+    fn on_error_the_function_is_emitted_unchanged() {
+        let item = "async fn get(id: u64) -> u64 { id }";
+        let out = expand_str("ttl = \"30s\"", item);
+        assert!(out.contains("compile_error"), "{out}");
+        let unchanged: TokenStream = item.parse().unwrap();
+        assert!(out.ends_with(&unchanged.to_string()), "{out}");
+    }
+
+    #[test]
+    fn places_are_cloned_and_values_are_not() {
+        let parse = |s: &str| syn::parse_str::<Expr>(s).unwrap();
+        for place in ["a", "a.b", "a.b.c", "self.id", "a[0]", "*a", "(a.b)"] {
+            assert!(is_place(&parse(place)), "{place}");
+        }
+        for value in ["a.b()", "f(a)", "format!(\"{a}\")", "(a, b)", "1", "&a"] {
+            assert!(!is_place(&parse(value)), "{value}");
+        }
+        let tuple = owned(&parse("(a.b, f(c))")).to_string();
+        assert!(tuple.contains("key_of (& (a . b))"), "{tuple}");
+        assert!(tuple.contains("f (c)"), "{tuple}");
+    }
+}

@@ -1,0 +1,123 @@
+//! `#[idempotent]` hygiene: the expansion refers to the runtime by absolute
+//! paths, its locals cannot clash with the user's names, equal keys passed
+//! to different functions never meet, and futures stay `Send`.
+//!
+//! This file shadows every name the expansion might use, and is compiled
+//! with the workspace's lints and `clippy -D warnings`.
+
+#![allow(dead_code, non_camel_case_types, clippy::disallowed_names)]
+
+use idem::idempotent;
+use idem_tests::Counter;
+
+mod shadowed {
+    use ::idem::idempotent;
+
+    // Names the expansion must not pick up.
+    struct Option;
+    struct Result;
+    struct Some;
+    struct Slot;
+    struct Config;
+    struct Probe;
+    struct Duration;
+    struct SingleFlight;
+    mod core {}
+    mod std {}
+    mod idem {}
+    fn run() {}
+    fn key_of() {}
+
+    #[idempotent(key = __idem_key, ttl = "1m")]
+    pub(super) async fn shadowing(__idem_key: u32, __idem_policy: u32, __idem_kind: u32) -> u32 {
+        let __idem_ret = __idem_key + __idem_policy + __idem_kind;
+        static __IDEM_SLOT: u32 = 1;
+        __idem_ret + __IDEM_SLOT
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn generated_names_do_not_clash_with_the_users() {
+    assert_eq!(shadowed::shadowing(1, 2, 3).await, 7);
+}
+
+#[idempotent(key = id, ttl = "1m")]
+async fn first(id: u32, runs: Counter) -> u32 {
+    runs.hit();
+    id
+}
+
+#[idempotent(key = id, ttl = "1m")]
+async fn second(id: u32, runs: Counter) -> u32 {
+    runs.hit();
+    id + 100
+}
+
+#[tokio::test(start_paused = true)]
+async fn equal_keys_passed_to_different_functions_never_share_a_result() {
+    let runs = Counter::new();
+    assert_eq!(first(1, runs.clone()).await, 1);
+    assert_eq!(second(1, runs.clone()).await, 101);
+    assert_eq!(runs.get(), 2);
+}
+
+/// Attributes, doc comments, visibility, lifetimes and where-clauses are
+/// kept; the signature callers see is the one written.
+pub(crate) mod service {
+    use idem::idempotent;
+
+    /// A documented, attributed, public function.
+    #[must_use = "the name is the point"]
+    #[idempotent(key = (id, prefix.to_string()))]
+    pub async fn name<'a, P>(id: u32, prefix: &'a P) -> String
+    where
+        P: std::fmt::Display + ?Sized,
+    {
+        #![allow(clippy::needless_return)]
+        return format!("{prefix}-{id}");
+    }
+}
+
+#[tokio::test]
+async fn signatures_are_kept() {
+    let f: fn(u32, &'static str) -> _ = |id, p| service::name(id, p);
+    assert_eq!(f(1, "a").await, "a-1");
+}
+
+fn assert_send<T: Send>(t: T) -> T {
+    t
+}
+
+#[idempotent(key = id, ttl = "1m")]
+async fn sendable(id: u32) -> Result<u32, String> {
+    tokio::task::yield_now().await;
+    Ok(id)
+}
+
+struct Svc {
+    flight: ::idem::SingleFlight<u32, u32>,
+}
+
+impl Svc {
+    #[idempotent(key = id)]
+    async fn method(&self, id: u32) -> u32 {
+        id
+    }
+
+    #[idempotent(key = id, flight = self.flight)]
+    async fn in_flight(&self, id: u32) -> u32 {
+        id
+    }
+}
+
+#[tokio::test]
+async fn futures_are_send_when_the_body_is() {
+    let svc = Svc {
+        flight: ::idem::SingleFlight::new(),
+    };
+    assert_eq!(assert_send(sendable(1)).await, Ok(1));
+    assert_eq!(assert_send(svc.method(2)).await, 2);
+    assert_eq!(assert_send(svc.in_flight(3)).await, 3);
+    // And they can be spawned.
+    assert_eq!(tokio::spawn(sendable(4)).await.unwrap(), Ok(4));
+}
