@@ -14,7 +14,7 @@ pub const MAX_SHARDS: usize = 1 << 16;
 ///
 /// Created by [`SingleFlight::builder`]. Setters take and return the builder
 /// by value; nothing is checked until [`build`](Builder::build), which reports
-/// every invalid setting as a [`BuildError`].
+/// the first invalid setting as a [`BuildError`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -33,6 +33,13 @@ pub struct Builder<K, V, E> {
     shards: Option<usize>,
     sweep_interval: Option<Duration>,
     _types: PhantomData<Types<K, V, E>>,
+}
+
+// Not derived: deriving would require `K: Clone, V: Clone, E: Clone`.
+impl<K, V, E> Clone for Builder<K, V, E> {
+    fn clone(&self) -> Self {
+        Self { ..*self }
+    }
 }
 
 impl<K, V, E> fmt::Debug for Builder<K, V, E> {
@@ -123,12 +130,13 @@ impl<K, V, E> Builder<K, V, E> {
     /// two or above [`MAX_SHARDS`], or a zero `sweep_interval`.
     ///
     /// A table that stores results is swept by a background task, hence the
-    /// `Send + Sync + 'static` bounds; [`SingleFlight::new`] has none.
+    /// `Send + 'static` bounds (and `Sync` for keys and values, which the
+    /// sweeper reads from its own task); [`SingleFlight::new`] has none.
     pub fn build(self) -> Result<SingleFlight<K, V, E>, BuildError>
     where
         K: Hash + Eq + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
+        E: Send + 'static,
     {
         Ok(SingleFlight::from_settings(self.settings()?))
     }

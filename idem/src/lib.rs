@@ -86,7 +86,19 @@
 //! results are bounded by [`Builder::max_entries`] (S3-FIFO eviction, per
 //! shard) and removed when they expire: a background sweeper task removes
 //! expired results every [`Builder::sweep_interval`] (by default the ttl,
-//! clamped to 1–60 s), even if their keys are never asked for again.
+//! clamped to 1–60 s), even if their keys are never asked for again, and the
+//! shard's hash table shrinks once most of it is gone.
+//!
+//! The sweeper runs on the tokio runtime of the call that stores a table's
+//! first result, only while the table stores something. Where it cannot run
+//! (no tokio runtime at that moment, a runtime built without the time driver,
+//! or a runtime that is never driven), expired results are still never
+//! returned, and are removed when their key is next called or when the
+//! policy evicts them; `max_entries` then bounds memory.
+//!
+//! Under a paused test clock the sweeper's timer is one more timer: when the
+//! runtime is idle, tokio auto-advances the clock to it, so stored results
+//! can expire while a test waits on something outside the runtime.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The loom model has no sweeper: its parts are unused there.

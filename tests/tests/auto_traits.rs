@@ -58,3 +58,16 @@ fn every_future_is_send_when_its_work_is() {
     fn assert_future<F: Future>(_: &F) {}
     assert_future(&fut);
 }
+
+#[test]
+fn errors_need_not_be_sync() {
+    // A `Cell` is `Send` but not `Sync`: fine as an error type, even for a
+    // table that stores results and for detached work.
+    type E = std::cell::Cell<u8>;
+    let t: SingleFlight<u64, u8, E> = SingleFlight::builder()
+        .ttl(std::time::Duration::from_secs(1))
+        .build()
+        .unwrap();
+    send_sync(&t);
+    send(&t.run_detached(1, || async { Ok(1) }));
+}

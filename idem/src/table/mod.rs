@@ -27,7 +27,8 @@ use shard::{Claim, Expired, Shard};
 /// optionally replays a successful result to later calls for a while.
 ///
 /// A `SingleFlight` is a handle: cloning it is cheap and every clone shares
-/// the same table. It is `Send + Sync` when `K`, `V` and `E` are.
+/// the same table. It is `Send + Sync` when `K` and `V` are `Send + Sync`
+/// and `E` is `Send`.
 ///
 /// * [`SingleFlight::new`] builds a table that only coalesces.
 /// * [`SingleFlight::builder`] adds a [`ttl`](Builder::ttl) (how long a
@@ -108,7 +109,7 @@ impl<K, V, E> fmt::Debug for SingleFlight<K, V, E> {
     }
 }
 
-impl<K: Hash + Eq, V: Clone, E: Clone> Default for SingleFlight<K, V, E> {
+impl<K: Hash + Eq, V, E> Default for SingleFlight<K, V, E> {
     fn default() -> Self {
         Self::new()
     }
@@ -128,8 +129,8 @@ impl<K: Hash + Eq, V, E> SingleFlight<K, V, E> {
     /// Configures a table that also stores results; see [`Builder`].
     ///
     /// A table that stores results is swept by a background task, so
-    /// [`Builder::build`] needs `K`, `V` and `E` to be `Send + Sync +
-    /// 'static`.
+    /// [`Builder::build`] needs `K` and `V` to be `Send + Sync + 'static`
+    /// and `E` to be `Send + 'static`.
     pub fn builder() -> Builder<K, V, E> {
         Builder::new()
     }
@@ -138,7 +139,7 @@ impl<K: Hash + Eq, V, E> SingleFlight<K, V, E> {
     where
         K: Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
+        E: Send + 'static,
     {
         let spawn = settings
             .ttl
@@ -224,7 +225,9 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
     /// [`Error::Panicked`] with a message that says what happened. Only
     /// calls made from inside the work's own future are detected: a work that
     /// spawns a task which calls back and then waits for that task still
-    /// deadlocks.
+    /// deadlocks. The check is made when the inner call would start waiting,
+    /// so an inner call raced in a `select!` against something else counts
+    /// too, even if the other branch would have won.
     ///
     /// # Cancel safety
     ///
@@ -467,7 +470,7 @@ impl<K, V, E> SingleFlight<K, V, E>
 where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
-    E: Clone + Send + Sync + 'static,
+    E: Clone + Send + 'static,
 {
     /// Like [`run`](Self::run), but the work runs on its own tokio task, so
     /// it completes, and its result is stored, even if every caller leaves.
@@ -488,12 +491,17 @@ where
     ///
     /// # Panics
     ///
-    /// If called outside a tokio runtime. A re-entrant call is detected and
-    /// reported as for [`run`](Self::run).
+    /// When first polled outside a tokio runtime. A re-entrant call is
+    /// detected and reported as for [`run`](Self::run).
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the call leaves the work running to completion.
+    ///
+    /// The guarantee is about the flights this method starts. A detached
+    /// call that finds a flight started by [`run`](Self::run) joins it, and
+    /// that flight is driven by its `run` caller: use one mode per key when
+    /// the difference matters.
     ///
     /// # Examples
     ///

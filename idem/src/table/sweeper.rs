@@ -45,7 +45,7 @@ pub(crate) fn spawn<K, V, E>(inner: &Arc<Inner<K, V, E>>, handle: &tokio::runtim
 where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
-    E: Send + Sync + 'static,
+    E: Send + 'static,
 {
     let sweeper = Sweeper {
         inner: Arc::downgrade(inner),
