@@ -12,7 +12,8 @@
 //!
 //! Prints Markdown tables (median ns per call, spread, ratios, executions)
 //! for `BENCHMARKS.md`. `cargo run --release -p idem-benches --bin report`;
-//! `--quick` for a smoke run with few rounds.
+//! `--quick` for a smoke run with few rounds; `--only <title prefix>` (say
+//! `--only hit`) to measure some workloads only.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -157,6 +158,13 @@ fn median(mut xs: Vec<f64>) -> f64 {
 /// Markdown table. Ratios are medians of per-round ratios against the
 /// contenders named in `refs` (those present in the workload).
 fn run(title: &str, unit: &str, mut cases: Vec<Case<'_>>, rounds: usize, refs: &[&str]) -> String {
+    // `--only <prefix>` measures just the workloads whose title starts so.
+    let mut args = std::env::args().skip_while(|a| a != "--only");
+    if let Some(only) = args.nth(1) {
+        if !title.starts_with(&only) {
+            return String::new();
+        }
+    }
     let n = cases.len();
     let mut samples: Vec<Vec<Sample>> = (0..n).map(|_| Vec::new()).collect();
     let started = Instant::now();

@@ -318,8 +318,14 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
         Fut: Future<Output = Result<V, E>>,
     {
         let hash = self.inner.hash(&key);
+        // A hit is answered right here in the first poll, before the slow
+        // path's nested futures are entered.
+        let found = match self.inner.shard(hash).lookup(hash, &key) {
+            Some(Claim::Hit(v)) => return (Ok(v), Outcome::Cached),
+            found => found,
+        };
         let mut key = Some(key);
-        match self.claim_or_wait(hash, &mut key).await {
+        match self.claim_or_wait(hash, &mut key, found).await {
             Step::Done(r, outcome) => (r, outcome),
             Step::Lead(flight, expired) => {
                 let id = flight_id(&flight);
@@ -333,11 +339,24 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
 
     /// Looks the key up until the call has a result or must lead a new
     /// flight, waiting on (and taking over from) flights as needed.
-    async fn claim_or_wait(&self, hash: u64, key: &mut Option<K>) -> Step<K, V, E> {
+    /// `found` is what the caller's first [`Shard::lookup`] returned.
+    async fn claim_or_wait(
+        &self,
+        hash: u64,
+        key: &mut Option<K>,
+        found: Option<Claim<K, V, E>>,
+    ) -> Step<K, V, E> {
         let shard = self.inner.shard(hash);
         let mut took_over = false;
+        let mut first = Some(found);
         loop {
-            match shard.claim(hash, key) {
+            let claim = match first.take() {
+                Some(Some(found)) => found,
+                // The lookup found nothing: go straight to the exclusive lock.
+                Some(None) => shard.claim_exclusive(hash, key),
+                None => shard.claim(hash, key),
+            };
+            match claim {
                 Claim::Hit(v) => return Step::Done(Ok(v), Outcome::Cached),
                 Claim::Lead(flight, expired) => {
                     if took_over {
@@ -566,8 +585,12 @@ where
             panic!("idem: SingleFlight::run_detached must be called from within a tokio runtime");
         };
         let hash = self.inner.hash(&key);
+        let found = match self.inner.shard(hash).lookup(hash, &key) {
+            Some(Claim::Hit(v)) => return (Ok(v), Outcome::Cached),
+            found => found,
+        };
         let mut key = Some(key);
-        match self.claim_or_wait(hash, &mut key).await {
+        match self.claim_or_wait(hash, &mut key, found).await {
             Step::Done(r, outcome) => (r, outcome),
             Step::Lead(flight, expired) => {
                 let wait = Wait::new(Arc::clone(&flight));

@@ -165,23 +165,36 @@ impl<K, V, E> Shard<K, V, E> {
 }
 
 impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
+    /// Looks `key` up under the shared lock: a fresh stored result or a
+    /// running flight; `None` when the key is vacant or expired.
+    #[inline]
+    pub(crate) fn lookup(&self, hash: u64, key: &K) -> Option<Claim<K, V, E>> {
+        let map = self.map.read();
+        match map.table.find(hash, |e| e.key == *key).map(|e| &e.slot) {
+            Some(Slot::Stored(s)) if s.fresh(Timestamp::now()) => {
+                s.touch();
+                map.hits.fetch_add(1, Relaxed);
+                Some(Claim::Hit(s.value.clone()))
+            }
+            Some(Slot::Flight(f)) => Some(Claim::Join(Arc::clone(f))),
+            Some(Slot::Stored(_)) | None => None,
+        }
+    }
+
     /// Looks `key` up and, when it is vacant (or its stored result expired),
     /// inserts a new flight for it, taking the key out of `key`.
     pub(crate) fn claim(&self, hash: u64, key: &mut Option<K>) -> Claim<K, V, E> {
         let k = key.as_ref().expect("claim needs the key");
-        // Fast path: a shared lock, for hits and joins.
-        {
-            let map = self.map.read();
-            match map.table.find(hash, |e| e.key == *k).map(|e| &e.slot) {
-                Some(Slot::Stored(s)) if s.fresh(Timestamp::now()) => {
-                    s.touch();
-                    map.hits.fetch_add(1, Relaxed);
-                    return Claim::Hit(s.value.clone());
-                }
-                Some(Slot::Flight(f)) => return Claim::Join(Arc::clone(f)),
-                Some(Slot::Stored(_)) | None => {}
-            }
+        if let Some(found) = self.lookup(hash, k) {
+            return found;
         }
+        self.claim_exclusive(hash, key)
+    }
+
+    /// [`Shard::claim`] after a [`Shard::lookup`] found nothing: straight to
+    /// the exclusive lock, where the key is looked up again.
+    pub(crate) fn claim_exclusive(&self, hash: u64, key: &mut Option<K>) -> Claim<K, V, E> {
+        let k = key.as_ref().expect("claim needs the key");
         let mut expired = None;
         let mut guard = self.map.write();
         let map = &mut *guard;
