@@ -168,8 +168,9 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         };
     };
     let classify_policy = {
+        let (first, _) = bounds(&ret_span);
         let dispatch = spanned_call(
-            quote!(&&&&&::idem::__private::Probe::<#ret>::new()),
+            quote_spanned!(first=> &&&&&::idem::__private::Probe::<#ret>::new()),
             "__idem_policy",
             TokenStream::new(),
             bounds(&ret_span),
@@ -183,7 +184,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         let flight_var = local("__idem_flight", first);
         let adapter = local("__idem_adapter", first);
         let fit = spanned_call(
-            quote!(&#flight),
+            quote_spanned!(first=> &#flight),
             "__idem_fit",
             policy.to_token_stream(),
             (first, last),
@@ -202,8 +203,9 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         }
     } else {
         let classify_key = |probe: TokenStream| {
+            let (first, _) = bounds(key);
             spanned_call(
-                quote!(&&&::idem::__private::KeyProbe::of(#probe)),
+                quote_spanned!(first=> &&&::idem::__private::KeyProbe::of(#probe)),
                 "__idem_key_kind",
                 TokenStream::new(),
                 bounds(key),
