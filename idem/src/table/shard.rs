@@ -98,6 +98,17 @@ impl<V> Stored<V> {
     }
 }
 
+impl<V: Clone> Stored<V> {
+    /// Answers a hit: counts it, for the policy and the statistics, and
+    /// clones the value.
+    #[inline]
+    fn hit(&self, hits: &AtomicU64) -> V {
+        self.touch();
+        hits.fetch_add(1, Relaxed);
+        self.value.clone()
+    }
+}
+
 impl<V, E> Slot<V, E> {
     fn is_flight(&self, flight: &Arc<Flight<V, E>>) -> bool {
         matches!(self, Slot::Flight(f) if Arc::ptr_eq(f, flight))
@@ -172,9 +183,7 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         let map = self.map.read();
         match map.table.find(hash, |e| e.key == *key).map(|e| &e.slot) {
             Some(Slot::Stored(s)) if s.fresh(Timestamp::now()) => {
-                s.touch();
-                map.hits.fetch_add(1, Relaxed);
-                Some(Claim::Hit(s.value.clone()))
+                Some(Claim::Hit(s.hit(&map.hits)))
             }
             Some(Slot::Flight(f)) => Some(Claim::Join(Arc::clone(f))),
             Some(Slot::Stored(_)) | None => None,
@@ -202,9 +211,7 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
             MapEntry::Occupied(o) => match &o.get().slot {
                 Slot::Flight(f) => return Claim::Join(Arc::clone(f)),
                 Slot::Stored(s) if s.fresh(Timestamp::now()) => {
-                    s.touch();
-                    map.hits.fetch_add(1, Relaxed);
-                    return Claim::Hit(s.value.clone());
+                    return Claim::Hit(s.hit(&map.hits))
                 }
                 Slot::Stored(_) => {
                     // Expired: the new flight takes its place.
