@@ -159,12 +159,15 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
     let imports = quote! {
         #[allow(unused_imports)]
         use ::idem::__private::{
-            key::{Bad as _, Borrowed as _, BorrowedMut as _, Owned as _},
+            key::{
+                AnyPart as _, Bad as _, Borrowed as _, BorrowedMut as _, BorrowedMutPart as _,
+                BorrowedPart as _, Owned as _,
+            },
             policy::{
                 ResultBadError as _, ResultBadValue as _, ResultOk as _, ValueBad as _,
                 ValueOk as _,
             },
-            Fit as _,
+            Flight as _,
         };
     };
     let classify_policy = {
@@ -183,12 +186,16 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         let (first, last) = bounds(flight);
         let flight_var = local("__idem_flight", first);
         let adapter = local("__idem_adapter", first);
-        let fit = spanned_call(
+        // The flight goes to `fit` as an argument spanned like the user's
+        // expression (from its first to its last token), which is where
+        // rustc points when the flight does not fit the return type.
+        let found = spanned_call(
             quote_spanned!(first=> &#flight),
-            "__idem_fit",
-            policy.to_token_stream(),
+            "__idem_flight",
+            TokenStream::new(),
             (first, last),
         );
+        let fit = quote!(::idem::__private::fit(#found, #policy));
         let key_value = owned(key);
         let driver = if detached {
             quote!(run_in_detached)
@@ -224,8 +231,33 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         } else {
             let key_value = owned(key);
             let classify = classify_key(quote!(&#key_var));
+            // A tuple's elements are checked for borrows first, each at its
+            // own span (see `idem::__private::key`).
+            let parts = match key {
+                Expr::Tuple(t) => t
+                    .elems
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| {
+                        let (first, last) = bounds(e);
+                        let index = syn::Index {
+                            index: i as u32,
+                            span: first,
+                        };
+                        let check = spanned_call(
+                            quote_spanned!(first=> &&&::idem::__private::KeyProbe::of(&#key_var.#index)),
+                            "__idem_key_part",
+                            TokenStream::new(),
+                            (first, last),
+                        );
+                        quote!(let _ = #check;)
+                    })
+                    .collect(),
+                _ => TokenStream::new(),
+            };
             quote! {
                 let #key_var = #key_value;
+                #parts
                 let #kind = #classify;
             }
         };
@@ -328,7 +360,7 @@ mod tests {
             out.contains(":: idem :: __private :: run_in_detached ("),
             "{out}"
         );
-        assert!(out.contains("__idem_fit"), "{out}");
+        assert!(out.contains("__idem_flight"), "{out}");
         assert!(!out.contains("__IDEM_SLOT"), "{out}");
     }
 

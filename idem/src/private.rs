@@ -289,7 +289,7 @@ pub trait DetachedWork: Send + 'static {}
 impl<T: Send + 'static> DetachedWork for T {}
 
 /// The body of an `#[idempotent(flight = ...)]` function. The adapter
-/// comes from `Fit::__idem_fit`, which checks the flight's types against
+/// comes from [`fit`], which checks the flight's types against
 /// the return type.
 pub async fn run_in<K, V, E, R, F, Fut>(
     flight: &SingleFlight<K, V, E>,
@@ -352,75 +352,112 @@ impl<V, E, R> fmt::Debug for Adapter<V, E, R> {
     }
 }
 
-/// A policy whose return type fits a `SingleFlight<_, V, E>`.
+/// Implemented by a `SingleFlight<K, V, E>` for the policy of every return
+/// type it can serve: `Result<V, E>`, or `V` when `E` is `Infallible`.
+///
+/// The trait is on the flight, not on the policy, so that an error blames
+/// the `flight` expression: rustc points at the argument whose type holds
+/// the unsatisfied bound's `Self`.
 #[diagnostic::on_unimplemented(
     message = "the return type of this `#[idempotent]` fn does not fit its `flight`, a `SingleFlight<_, {V}, {E}>`",
     label = "this flight stores `{V}` values and `{E}` errors",
     note = "a function returning `Result<T, E>` needs a `SingleFlight<K, T, E>`; one returning any other type `T` needs a `SingleFlight<K, T>`"
 )]
-pub trait FitsFlight<V, E>: Policy {
-    /// [`Policy::into_result`], into the flight's types.
-    fn into_flight(out: Self::Output) -> Result<V, E>;
-    /// [`Policy::from_result`], from the flight's types.
-    fn from_flight(res: Result<V, Error<E>>) -> Self::Output;
+pub trait FitsFlight<P: Policy, V, E> {
+    /// The table the work runs in: `Self`, or for an invalid return type
+    /// (reported already) a stand-in whose types meet every bound of
+    /// [`run_in`], so that the flight's types are not reported again.
+    type Fitted;
+    /// [`Adapter`] for [`Self::Fitted`].
+    type Adapter;
+    /// The flight and how to convert to and from its types.
+    fn fitted(&self) -> (&Self::Fitted, Self::Adapter);
 }
 
-impl<T, E> FitsFlight<T, E> for ResultPolicy<T, E>
+impl<K, T, E> FitsFlight<ResultPolicy<T, E>, T, E> for SingleFlight<K, T, E>
 where
-    Self: Policy<Output = Result<T, E>, Value = T, Error = E>,
+    ResultPolicy<T, E>: Policy<Output = Result<T, E>, Value = T, Error = E>,
 {
-    fn into_flight(out: Result<T, E>) -> Result<T, E> {
-        Self::into_result(out)
-    }
-    fn from_flight(res: Result<T, Error<E>>) -> Result<T, E> {
-        Self::from_result(res)
+    type Fitted = Self;
+    type Adapter = Adapter<T, E, Result<T, E>>;
+    #[inline]
+    fn fitted(&self) -> (&Self, Self::Adapter) {
+        let adapter = Adapter {
+            into_result: ResultPolicy::<T, E>::into_result,
+            from_result: ResultPolicy::<T, E>::from_result,
+        };
+        (self, adapter)
     }
 }
 
-impl<R> FitsFlight<R, Infallible> for ValuePolicy<R>
+impl<K, R> FitsFlight<ValuePolicy<R>, R, Infallible> for SingleFlight<K, R, Infallible>
 where
-    Self: Policy<Output = R, Value = R, Error = Infallible>,
+    ValuePolicy<R>: Policy<Output = R, Value = R, Error = Infallible>,
 {
-    fn into_flight(out: R) -> Result<R, Infallible> {
-        Self::into_result(out)
-    }
-    fn from_flight(res: Result<R, Error<Infallible>>) -> R {
-        Self::from_result(res)
+    type Fitted = Self;
+    type Adapter = Adapter<R, Infallible, R>;
+    #[inline]
+    fn fitted(&self) -> (&Self, Self::Adapter) {
+        let adapter = Adapter {
+            into_result: ValuePolicy::<R>::into_result,
+            from_result: ValuePolicy::<R>::from_result,
+        };
+        (self, adapter)
     }
 }
 
 /// An invalid return type was reported already: fit anything, so that it
 /// is not reported again.
-impl<R, V, E> FitsFlight<V, E> for Invalid<R> {
-    fn into_flight(_: R) -> Result<V, E> {
-        unreachable!("a program with an invalid #[idempotent] return type does not compile")
-    }
-    fn from_flight(_: Result<V, Error<E>>) -> R {
+impl<K, V, E, R> FitsFlight<Invalid<R>, V, E> for SingleFlight<K, V, E> {
+    type Fitted = SingleFlight<K, (), Infallible>;
+    type Adapter = Adapter<(), Infallible, R>;
+    fn fitted(&self) -> (&Self::Fitted, Self::Adapter) {
         unreachable!("a program with an invalid #[idempotent] return type does not compile")
     }
 }
 
-/// Checks a `flight` against the return type's policy, once: the generated
-/// code calls `(&flight).__idem_fit(policy)`.
-pub trait Fit<V, E> {
-    /// The flight, and how to convert to and from its types.
-    fn __idem_fit<P>(&self, policy: P) -> (&Self, Adapter<V, E, P::Output>)
-    where
-        P: FitsFlight<V, E>;
+/// Finds the `SingleFlight` behind a `flight = ...` expression: the
+/// generated code calls `(&flight).__idem_flight()`, so that method-call
+/// auto-deref sees through `Arc`, `Box` and other smart pointers.
+pub trait Flight {
+    /// The table's key type.
+    type Key;
+    /// The table's value type.
+    type Value;
+    /// The table's error type.
+    type Error;
+    /// The flight itself.
+    fn __idem_flight(&self) -> &SingleFlight<Self::Key, Self::Value, Self::Error>;
 }
 
-impl<K, V, E> Fit<V, E> for SingleFlight<K, V, E> {
+impl<K, V, E> Flight for SingleFlight<K, V, E> {
+    type Key = K;
+    type Value = V;
+    type Error = E;
+
     #[inline]
-    fn __idem_fit<P>(&self, _policy: P) -> (&Self, Adapter<V, E, P::Output>)
-    where
-        P: FitsFlight<V, E>,
-    {
-        let adapter = Adapter {
-            into_result: P::into_flight,
-            from_result: P::from_flight,
-        };
-        (self, adapter)
+    fn __idem_flight(&self) -> &Self {
+        self
     }
+}
+
+/// Checks a `flight` against the return type's policy, once, and returns
+/// the table to run in and how to convert to and from its types. The
+/// generated code calls `fit((&flight).__idem_flight(), policy)`.
+#[inline]
+#[allow(clippy::type_complexity)]
+pub fn fit<K, V, E, P>(
+    flight: &SingleFlight<K, V, E>,
+    _policy: P,
+) -> (
+    &<SingleFlight<K, V, E> as FitsFlight<P, V, E>>::Fitted,
+    <SingleFlight<K, V, E> as FitsFlight<P, V, E>>::Adapter,
+)
+where
+    P: Policy,
+    SingleFlight<K, V, E>: FitsFlight<P, V, E>,
+{
+    flight.fitted()
 }
 
 /// Clones the value of a key written as a place (`order.id`, `self.key`),
@@ -811,6 +848,31 @@ pub mod key {
         Bad::__idem_key_kind for KeyProbe<K> => InvalidKey,
         [K],
         check K: KeyMustBeHashable
+    );
+
+    // The elements of a tuple key, `key = (id, name)`, each checked for a
+    // borrow: a tuple holding a `&str` is `Hash + Eq + Clone`, so the
+    // levels above accept it and only the borrow checker would object,
+    // with an error about lifetimes rather than about the key. The generated
+    // code calls `(&&&KeyProbe::of(&key.0)).__idem_key_part()` for each.
+    level!(
+        /// Level 0: an element that is a shared reference.
+        BorrowedPart::__idem_key_part for &&KeyProbe<&'a T> => InvalidKey,
+        ['a, T: ?Sized],
+        check &'a T: KeyMustOwnItsData
+    );
+    level!(
+        /// Level 0: an element that is an exclusive reference.
+        BorrowedMutPart::__idem_key_part for &&KeyProbe<&'a mut T> => InvalidKey,
+        ['a, T: ?Sized],
+        check &'a mut T: KeyMustOwnItsData
+    );
+    level!(
+        /// Level 1: any other element; the whole key's classification
+        /// judges it.
+        AnyPart::__idem_key_part for &KeyProbe<K> => OwnedKey,
+        [K],
+        check (): Fine
     );
 }
 
