@@ -21,7 +21,7 @@ use crate::sync::Arc;
 use crate::work::{self, run_work};
 use crate::{Error, Outcome};
 
-use shard::{Claim, Expired, Shard};
+use shard::{Claim, Expired, Found, Shard};
 
 /// Coalesces concurrent calls that share a key into one execution, and
 /// optionally replays a successful result to later calls for a while.
@@ -320,63 +320,65 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
         let hash = self.inner.hash(&key);
         // A hit is answered right here in the first poll, before the slow
         // path's nested futures are entered.
-        let found = match self.inner.shard(hash).lookup(hash, &key) {
-            Some(Claim::Hit(v)) => return (Ok(v), Outcome::Cached),
-            found => found,
+        let joined = match self.inner.shard(hash).lookup(hash, &key) {
+            Some(Found::Hit(v)) => return (Ok(v), Outcome::Cached),
+            Some(Found::Join(flight)) => Some(flight),
+            None => None,
         };
         let mut key = Some(key);
-        match self.claim_or_wait(hash, &mut key, found).await {
-            Step::Done(r, outcome) => (r, outcome),
+        // Scoped so that the step's storage is not kept across the work's
+        // `.await`: this future lives in every waiting caller's task, so
+        // its size is paid per waiter.
+        let (id, leader) = match self.claim_or_wait(hash, &mut key, joined).await {
+            Step::Done(r, outcome) => return (r, outcome),
             Step::Lead(flight, expired) => {
                 let id = flight_id(&flight);
                 let leader = Leader::new(&self.inner, hash, flight);
                 drop(expired);
-                let r = run_work(id, f).await;
-                (leader.finish(r), Outcome::Executed)
+                (id, leader)
             }
-        }
+        };
+        let r = run_work(id, f).await;
+        (leader.finish(r), Outcome::Executed)
     }
 
     /// Looks the key up until the call has a result or must lead a new
     /// flight, waiting on (and taking over from) flights as needed.
-    /// `found` is what the caller's first [`Shard::lookup`] returned.
+    /// `joined` is the running flight the caller's first [`Shard::lookup`]
+    /// found, if any; when it found nothing, the first claim goes straight
+    /// to the exclusive lock.
+    ///
+    /// Only the flight being waited on is held across the `.await`, so that
+    /// the future stays small: every waiting caller's task holds one.
     async fn claim_or_wait(
         &self,
         hash: u64,
         key: &mut Option<K>,
-        found: Option<Claim<K, V, E>>,
+        joined: Option<Arc<Flight<V, E>>>,
     ) -> Step<K, V, E> {
         let shard = self.inner.shard(hash);
-        let mut took_over = false;
-        let mut first = Some(found);
+        let mut flight = match joined {
+            Some(flight) => flight,
+            None => match step(shard, shard.claim_exclusive(hash, key), false) {
+                Ok(step) => return step,
+                Err(flight) => flight,
+            },
+        };
         loop {
-            let claim = match first.take() {
-                Some(Some(found)) => found,
-                // The lookup found nothing: go straight to the exclusive lock.
-                Some(None) => shard.claim_exclusive(hash, key),
-                None => shard.claim(hash, key),
-            };
-            match claim {
-                Claim::Hit(v) => return Step::Done(Ok(v), Outcome::Cached),
-                Claim::Lead(flight, expired) => {
-                    if took_over {
-                        bump(&shard.counters().takeovers);
-                    }
-                    return Step::Lead(flight, expired);
+            assert!(!work::is_polling(flight_id(&flight)), "{REENTRANT}");
+            match Wait::new(flight).await {
+                Ended::Done(r) => {
+                    bump(&shard.counters().coalesced);
+                    return Step::Done(r, Outcome::Coalesced);
                 }
-                Claim::Join(flight) => {
-                    assert!(!work::is_polling(flight_id(&flight)), "{REENTRANT}");
-                    match Wait::new(flight).await {
-                        Ended::Done(r) => {
-                            bump(&shard.counters().coalesced);
-                            return Step::Done(r, Outcome::Coalesced);
-                        }
-                        // The leader was dropped and has removed the
-                        // flight: claim again; the first to do so leads.
-                        Ended::Abandoned => took_over = true,
-                    }
-                }
+                // The leader was dropped and has removed the flight: claim
+                // again; the first to do so leads.
+                Ended::Abandoned => {}
             }
+            flight = match step(shard, shard.claim(hash, key), true) {
+                Ok(step) => return step,
+                Err(flight) => flight,
+            };
         }
     }
 
@@ -585,13 +587,14 @@ where
             panic!("idem: SingleFlight::run_detached must be called from within a tokio runtime");
         };
         let hash = self.inner.hash(&key);
-        let found = match self.inner.shard(hash).lookup(hash, &key) {
-            Some(Claim::Hit(v)) => return (Ok(v), Outcome::Cached),
-            found => found,
+        let joined = match self.inner.shard(hash).lookup(hash, &key) {
+            Some(Found::Hit(v)) => return (Ok(v), Outcome::Cached),
+            Some(Found::Join(flight)) => Some(flight),
+            None => None,
         };
         let mut key = Some(key);
-        match self.claim_or_wait(hash, &mut key, found).await {
-            Step::Done(r, outcome) => (r, outcome),
+        let wait = match self.claim_or_wait(hash, &mut key, joined).await {
+            Step::Done(r, outcome) => return (r, outcome),
             Step::Lead(flight, expired) => {
                 let wait = Wait::new(Arc::clone(&flight));
                 let id = flight_id(&flight);
@@ -605,12 +608,31 @@ where
                     // The waiters (if any are left) get the result through the flight.
                     let _ = leader.finish(r);
                 });
-                match wait.await {
-                    Ended::Done(r) => (r, Outcome::Executed),
-                    Ended::Abandoned => (Err(Error::Aborted), Outcome::Executed),
-                }
+                wait
             }
+        };
+        match wait.await {
+            Ended::Done(r) => (r, Outcome::Executed),
+            Ended::Abandoned => (Err(Error::Aborted), Outcome::Executed),
         }
+    }
+}
+
+/// A claim as the step it ends in, or as the flight to wait on.
+fn step<K, V, E>(
+    shard: &Shard<K, V, E>,
+    claim: Claim<K, V, E>,
+    took_over: bool,
+) -> Result<Step<K, V, E>, Arc<Flight<V, E>>> {
+    match claim {
+        Claim::Hit(v) => Ok(Step::Done(Ok(v), Outcome::Cached)),
+        Claim::Lead(flight, expired) => {
+            if took_over {
+                bump(&shard.counters().takeovers);
+            }
+            Ok(Step::Lead(flight, expired))
+        }
+        Claim::Join(flight) => Err(flight),
     }
 }
 

@@ -22,7 +22,15 @@ use crate::flight::Flight;
 use crate::stats::{bump, Counters, Stats};
 use crate::sync::{Arc, RwLock};
 
-/// What a caller found for its key.
+/// What a lookup found for a key under the shared lock.
+pub(crate) enum Found<V, E> {
+    /// A stored, unexpired result.
+    Hit(V),
+    /// A running flight to wait on.
+    Join(Arc<Flight<V, E>>),
+}
+
+/// What a caller found for its key, or made of it.
 pub(crate) enum Claim<K, V, E> {
     /// A stored, unexpired result.
     Hit(V),
@@ -179,13 +187,13 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
     /// Looks `key` up under the shared lock: a fresh stored result or a
     /// running flight; `None` when the key is vacant or expired.
     #[inline]
-    pub(crate) fn lookup(&self, hash: u64, key: &K) -> Option<Claim<K, V, E>> {
+    pub(crate) fn lookup(&self, hash: u64, key: &K) -> Option<Found<V, E>> {
         let map = self.map.read();
         match map.table.find(hash, |e| e.key == *key).map(|e| &e.slot) {
             Some(Slot::Stored(s)) if s.fresh(Timestamp::now()) => {
-                Some(Claim::Hit(s.hit(&map.hits)))
+                Some(Found::Hit(s.hit(&map.hits)))
             }
-            Some(Slot::Flight(f)) => Some(Claim::Join(Arc::clone(f))),
+            Some(Slot::Flight(f)) => Some(Found::Join(Arc::clone(f))),
             Some(Slot::Stored(_)) | None => None,
         }
     }
@@ -194,8 +202,10 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
     /// inserts a new flight for it, taking the key out of `key`.
     pub(crate) fn claim(&self, hash: u64, key: &mut Option<K>) -> Claim<K, V, E> {
         let k = key.as_ref().expect("claim needs the key");
-        if let Some(found) = self.lookup(hash, k) {
-            return found;
+        match self.lookup(hash, k) {
+            Some(Found::Hit(v)) => return Claim::Hit(v),
+            Some(Found::Join(f)) => return Claim::Join(f),
+            None => {}
         }
         self.claim_exclusive(hash, key)
     }
