@@ -96,23 +96,134 @@ fn is_place(e: &Expr) -> bool {
     }
 }
 
-/// A key expression as an owned value: places are cloned (tuples of places
-/// element by element), other expressions used as they are.
-fn owned(e: &Expr) -> TokenStream {
+/// The root of a place (`order` in `order.items[0].id`), if it is a plain
+/// name.
+fn place_root(e: &Expr) -> Option<&Ident> {
     match e {
-        Expr::Tuple(t) if t.elems.iter().any(is_place) => {
-            let elems = t.elems.iter().map(|e| {
-                if is_place(e) {
-                    quote_spanned!(e.span()=> ::idem::__private::key_of(&(#e)))
-                } else {
-                    e.to_token_stream()
-                }
-            });
-            quote!((#(#elems,)*))
-        }
-        e if is_place(e) => quote_spanned!(e.span()=> ::idem::__private::key_of(&(#e))),
-        e => e.to_token_stream(),
+        Expr::Path(p) if p.qself.is_none() => p.path.get_ident(),
+        Expr::Field(f) => place_root(&f.base),
+        Expr::Index(i) => place_root(&i.expr),
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => place_root(&u.expr),
+        Expr::Paren(p) => place_root(&p.expr),
+        Expr::Group(g) => place_root(&g.expr),
+        _ => None,
     }
+}
+
+/// `::idem::__private::key_of(&(place))`: a clone of the place's value.
+fn cloned(e: &Expr) -> Expr {
+    Expr::Verbatim(quote_spanned!(e.span()=> ::idem::__private::key_of(&(#e))))
+}
+
+/// A key expression as an owned value that leaves the arguments to the
+/// body: a place is cloned, and so is every place rooted at an argument in
+/// a position that would move it (see [`Owned`]). Any other expression's
+/// value is used as it is.
+fn owned(e: &Expr, args: &[Ident]) -> TokenStream {
+    let mut e = e.clone();
+    Owned { args }.top(&mut e);
+    e.into_token_stream()
+}
+
+/// Rewrites a key expression so that it moves no argument: a place rooted
+/// at an argument (or `self`) in a value position — a call's or a method
+/// call's argument, a struct literal's field (`K { name }` included) or
+/// base, an array's or a tuple's element, an arithmetic operand — is
+/// cloned. A method call's receiver is left as it is (method calls
+/// auto-ref), and so is anything behind `&`. Macro invocations
+/// (`vec![name]`) are opaque: their arguments are not rewritten.
+struct Owned<'a> {
+    args: &'a [Ident],
+}
+
+impl Owned<'_> {
+    /// The whole key, or an element of a tuple key: any place is cloned
+    /// (it is part of the key, which must be `Clone` anyway).
+    fn top(&self, e: &mut Expr) {
+        if is_place(e) {
+            *e = cloned(e);
+        } else if let Expr::Tuple(t) = e {
+            t.elems.iter_mut().for_each(|e| self.top(e));
+        } else {
+            self.inside(e);
+        }
+    }
+
+    /// An expression in a value position.
+    fn value(&self, e: &mut Expr) {
+        if is_place(e) {
+            if place_root(e).is_some_and(|root| self.args.contains(root)) {
+                *e = cloned(e);
+            }
+        } else {
+            self.inside(e);
+        }
+    }
+
+    /// The value positions inside a non-place expression.
+    fn inside(&self, e: &mut Expr) {
+        match e {
+            Expr::Call(c) => c.args.iter_mut().for_each(|a| self.value(a)),
+            Expr::MethodCall(m) => {
+                if !is_place(&m.receiver) {
+                    self.inside(&mut m.receiver);
+                }
+                m.args.iter_mut().for_each(|a| self.value(a));
+            }
+            Expr::Struct(s) => {
+                for field in &mut s.fields {
+                    self.value(&mut field.expr);
+                    if field.colon_token.is_none() {
+                        // `K { name }`: now `K { name: <clone of name> }`.
+                        field.colon_token = Some(syn::Token![:](field.member.span()));
+                    }
+                }
+                if let Some(rest) = &mut s.rest {
+                    self.value(rest);
+                }
+            }
+            Expr::Array(a) => a.elems.iter_mut().for_each(|e| self.value(e)),
+            Expr::Tuple(t) => t.elems.iter_mut().for_each(|e| self.value(e)),
+            Expr::Binary(b) if moves_operands(&b.op) => {
+                self.value(&mut b.left);
+                self.value(&mut b.right);
+            }
+            Expr::Paren(p) => self.inside(&mut p.expr),
+            Expr::Group(g) => self.inside(&mut g.expr),
+            _ => {}
+        }
+    }
+}
+
+/// Whether a binary operator takes its operands by value (arithmetic and
+/// bit operators do; comparisons auto-ref, `&&` and `||` take `bool`s).
+fn moves_operands(op: &syn::BinOp) -> bool {
+    use syn::BinOp::*;
+    matches!(
+        op,
+        Add(_)
+            | Sub(_)
+            | Mul(_)
+            | Div(_)
+            | Rem(_)
+            | BitXor(_)
+            | BitAnd(_)
+            | BitOr(_)
+            | Shl(_)
+            | Shr(_)
+    )
+}
+
+/// The names the function's arguments bind, and `self`.
+fn arg_names(sig: &syn::Signature) -> Vec<Ident> {
+    let mut names = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            syn::FnArg::Receiver(r) => names.push(Ident::new("self", r.self_token.span)),
+            syn::FnArg::Typed(arg) => validate::bindings(&arg.pat, &mut names),
+        }
+    }
+    names
 }
 
 fn expand(args: &Args, func: ItemFn) -> TokenStream {
@@ -131,6 +242,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         ReturnType::Type(_, ty) => ty.to_token_stream(),
     };
     let key = args.key();
+    let args_names = arg_names(&sig);
     let key_span = bounds(key).0;
     let call_site = Span::call_site();
 
@@ -142,14 +254,25 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
     // gives the async block the function's return type before the body is
     // checked, so `?` converts errors into it and a mismatch is reported at
     // the user's expression (the trick `async-trait` uses).
+    //
+    // The body's statements are spliced into the async block rather than
+    // nested as a block: a nested one-expression body (`{ id * 2 }`) would
+    // trip rustc's `unused_braces` lint in the user's crate. An empty body
+    // stays a block, so that a missing value is reported at its braces.
     let ret_var = local("__idem_ret", call_site);
+    let body_tokens = if block.stmts.is_empty() {
+        block.to_token_stream()
+    } else {
+        let stmts = &block.stmts;
+        quote!(#(#stmts)*)
+    };
     let work = quote_spanned! {call_site=>
         move || async move {
             #[allow(unreachable_code, clippy::diverging_sub_expression)]
             if let ::core::option::Option::Some(#ret_var) = ::core::option::Option::None::<#ret> {
                 return #ret_var;
             }
-            #block
+            #body_tokens
         }
     };
     let detached = args.detached.is_some();
@@ -196,7 +319,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
             (first, last),
         );
         let fit = quote!(::idem::__private::fit(#found, #policy));
-        let key_value = owned(key);
+        let key_value = owned(key, &args_names);
         let driver = if detached {
             quote!(run_in_detached)
         } else {
@@ -229,7 +352,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
                 };
             }
         } else {
-            let key_value = owned(key);
+            let key_value = owned(key, &args_names);
             let classify = classify_key(quote!(&#key_var));
             // A tuple's elements are checked for borrows first, each at its
             // own span (see `idem::__private::key`).
@@ -382,8 +505,52 @@ mod tests {
         for value in ["a.b()", "f(a)", "format!(\"{a}\")", "(a, b)", "1", "&a"] {
             assert!(!is_place(&parse(value)), "{value}");
         }
-        let tuple = owned(&parse("(a.b, f(c))")).to_string();
+        let tuple = owned(&parse("(a.b, f(c))"), &[]).to_string();
         assert!(tuple.contains("key_of (& (a . b))"), "{tuple}");
         assert!(tuple.contains("f (c)"), "{tuple}");
+    }
+
+    #[test]
+    fn arguments_in_value_positions_are_cloned() {
+        let args = [
+            format_ident!("a"),
+            format_ident!("b"),
+            format_ident!("self"),
+        ];
+        let owned = |s: &str| owned(&syn::parse_str::<Expr>(s).unwrap(), &args).to_string();
+        let clone = |place: &str| format!("key_of (& ({place}))");
+        for (key, cloned) in [
+            ("Some(a)", vec!["a"]),
+            ("K { a }", vec!["a"]),
+            ("K { x: a.x, ..b }", vec!["a . x", "b"]),
+            ("[a, b]", vec!["a", "b"]),
+            ("f(g(a), (b, 1))", vec!["a", "b"]),
+            ("x.m(a)", vec!["a"]),
+            ("a + b", vec!["a", "b"]),
+            ("Some(self.id)", vec!["self . id"]),
+            ("(C, Some(a))", vec!["C", "a"]),
+        ] {
+            let out = owned(key);
+            for place in cloned {
+                assert!(out.contains(&clone(place)), "{key}: `{place}` in {out}");
+            }
+        }
+        // Receivers, borrows, other names, comparisons and macros: as is.
+        for key in [
+            "a.to_string()",
+            "f(&a)",
+            "Some(C)",
+            "f(x)",
+            "Some(a == b)",
+            "vec![a]",
+            "K { a: 1 }",
+        ] {
+            let out = owned(key);
+            assert!(!out.contains("key_of"), "{key}: {out}");
+        }
+        assert!(
+            owned("K { a }").contains("a : :: idem"),
+            "shorthand expanded"
+        );
     }
 }

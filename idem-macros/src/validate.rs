@@ -179,7 +179,7 @@ fn borrows(ty: &Type) -> bool {
 }
 
 /// The names a pattern binds.
-fn bindings(pat: &Pat, out: &mut Vec<syn::Ident>) {
+pub(crate) fn bindings(pat: &Pat, out: &mut Vec<syn::Ident>) {
     struct Names<'o>(&'o mut Vec<syn::Ident>);
     impl<'ast> Visit<'ast> for Names<'_> {
         fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {

@@ -84,6 +84,36 @@ async fn signatures_are_kept() {
     assert_eq!(f(1, "a").await, "a-1");
 }
 
+/// One-expression bodies on one line: the expansion must not nest them in
+/// braces that rustc's `unused_braces` lint flags (it fires on one-line
+/// blocks only, hence `rustfmt::skip`), or `clippy -D warnings`, which
+/// compiles this file, fails.
+#[rustfmt::skip]
+mod one_line {
+    use idem::idempotent;
+
+    #[idempotent(key = id)]
+    pub(crate) async fn double(id: u64) -> u64 { id * 2 }
+
+    #[idempotent(key = id, ttl = "1m")]
+    pub(crate) async fn triple(id: u64) -> Result<u64, String> { Ok(id * 3) }
+
+    pub(crate) struct Svc(pub(crate) ::idem::SingleFlight<u64, u64>);
+
+    impl Svc {
+        #[idempotent(key = id, flight = self.0)]
+        pub(crate) async fn quadruple(&self, id: u64) -> u64 { id * 4 }
+    }
+}
+
+#[tokio::test]
+async fn one_line_bodies_compile_without_lints() {
+    assert_eq!(one_line::double(2).await, 4);
+    assert_eq!(one_line::triple(2).await, Ok(6));
+    let svc = one_line::Svc(::idem::SingleFlight::new());
+    assert_eq!(svc.quadruple(2).await, 8);
+}
+
 fn assert_send<T: Send>(t: T) -> T {
     t
 }

@@ -1,0 +1,147 @@
+//! `#[idempotent]` keys built from the arguments: the body can still use
+//! every argument the key names, whatever expression names it (a call, a
+//! struct literal, an array, a nested call, a tuple, an operator).
+//!
+//! Each function's body uses the arguments its key names; before the key
+//! cloned them, these were E0382 "use of moved value". Each also counts its
+//! executions, so that equal keys are seen to coalesce (a `ttl` keeps the
+//! first result).
+
+use idem::{idempotent, SingleFlight};
+use idem_tests::{Counter, Probe};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    name: String,
+    n: u64,
+}
+
+#[idempotent(key = Some(name), ttl = "1m")]
+async fn in_option(name: String, runs: Counter) -> String {
+    runs.hit();
+    name.to_uppercase()
+}
+
+#[idempotent(key = Key { name, n }, ttl = "1m")]
+async fn in_struct(name: String, n: u64, runs: Counter) -> String {
+    runs.hit();
+    format!("{name}{n}")
+}
+
+#[idempotent(key = Key { name: other.name, ..base }, ttl = "1m")]
+async fn in_struct_with_base(base: Key, other: Key, runs: Counter) -> String {
+    runs.hit();
+    format!("{}/{}", base.name, other.name)
+}
+
+#[idempotent(key = [first, second], ttl = "1m")]
+async fn in_array(first: String, second: String, runs: Counter) -> String {
+    runs.hit();
+    first + &second
+}
+
+fn join(a: String, b: Option<String>) -> String {
+    format!("{a}+{}", b.unwrap_or_default())
+}
+
+#[idempotent(key = join(name, Some(other)), ttl = "1m")]
+async fn in_nested_call(name: String, other: String, runs: Counter) -> String {
+    runs.hit();
+    format!("{name}{other}")
+}
+
+#[idempotent(key = (id, Some(name), [tag]), ttl = "1m")]
+async fn in_tuple(id: u64, name: String, tag: String, runs: Counter) -> String {
+    runs.hit();
+    format!("{id}{name}{tag}")
+}
+
+#[idempotent(key = Vec::from([name.to_lowercase(), prefix.clone() + &suffix]), ttl = "1m")]
+async fn in_method_args(name: String, prefix: String, suffix: String, runs: Counter) -> String {
+    runs.hit();
+    format!("{name}{prefix}{suffix}")
+}
+
+#[idempotent(key = name + "!", ttl = "1m")]
+async fn in_operator(name: String, runs: Counter) -> String {
+    runs.hit();
+    name
+}
+
+struct Service {
+    prefix: String,
+    flight: SingleFlight<Option<String>, String>,
+}
+
+impl Service {
+    /// A field of `self` in a call: cloned, not moved out of the borrow.
+    #[idempotent(key = Some(self.prefix), flight = self.flight)]
+    async fn in_method(&self, runs: Counter) -> String {
+        runs.hit();
+        self.prefix.clone()
+    }
+}
+
+/// Runs `call` twice with the same arguments: the body ran once.
+fn twice<F: std::future::Future>(call: impl Fn(Counter) -> F) -> F::Output
+where
+    F::Output: PartialEq + std::fmt::Debug,
+{
+    let runs = Counter::new();
+    let first = Probe::new(call(runs.clone())).ready();
+    let second = Probe::new(call(runs.clone())).ready();
+    assert_eq!(first, second);
+    assert_eq!(runs.get(), 1, "the second call gets the stored result");
+    first
+}
+
+#[test]
+fn a_key_in_a_call_leaves_the_argument_to_the_body() {
+    assert_eq!(twice(|r| in_option("ada".into(), r)), "ADA");
+}
+
+#[test]
+fn a_key_in_a_struct_literal_leaves_the_arguments_to_the_body() {
+    assert_eq!(twice(|r| in_struct("ada".into(), 7, r)), "ada7");
+    let key = |name: &str| Key {
+        name: name.into(),
+        n: 1,
+    };
+    assert_eq!(twice(|r| in_struct_with_base(key("a"), key("b"), r)), "a/b");
+}
+
+#[test]
+fn a_key_in_an_array_leaves_the_arguments_to_the_body() {
+    assert_eq!(twice(|r| in_array("a".into(), "b".into(), r)), "ab");
+}
+
+#[test]
+fn a_key_in_a_nested_call_leaves_the_arguments_to_the_body() {
+    assert_eq!(twice(|r| in_nested_call("a".into(), "b".into(), r)), "ab");
+    assert_eq!(twice(|r| in_tuple(1, "a".into(), "b".into(), r)), "1ab");
+    assert_eq!(
+        twice(|r| in_method_args("A".into(), "b".into(), "c".into(), r)),
+        "Abc"
+    );
+    assert_eq!(twice(|r| in_operator("a".into(), r)), "a");
+}
+
+#[test]
+fn a_field_of_self_in_a_call_is_cloned() {
+    let svc = Service {
+        prefix: "p".into(),
+        flight: SingleFlight::builder()
+            .ttl(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    };
+    assert_eq!(twice(|r| svc.in_method(r)), "p");
+}
+
+#[test]
+fn distinct_keys_do_not_coalesce() {
+    let runs = Counter::new();
+    assert_eq!(Probe::new(in_option("a".into(), runs.clone())).ready(), "A");
+    assert_eq!(Probe::new(in_option("b".into(), runs.clone())).ready(), "B");
+    assert_eq!(runs.get(), 2);
+}
