@@ -9,6 +9,29 @@ use syn::{FnArg, ItemFn, Pat, ReturnType, Type};
 
 use crate::args::{Args, Errors};
 
+/// Skips the parts of a type whose references and lifetimes are local to
+/// a signature: a bare fn type (`fn(&str) -> usize`), the parenthesised
+/// arguments of an `Fn` trait (`dyn Fn(&str) -> bool`), and a bound under a
+/// higher-ranked binder (`for<'x> Fn(&'x str)`). Such a type is `'static`
+/// and owns its data whatever references its signature mentions.
+macro_rules! skip_signatures {
+    () => {
+        fn visit_type_bare_fn(&mut self, _: &'ast syn::TypeBareFn) {}
+
+        fn visit_parenthesized_generic_arguments(
+            &mut self,
+            _: &'ast syn::ParenthesizedGenericArguments,
+        ) {
+        }
+
+        fn visit_trait_bound(&mut self, b: &'ast syn::TraitBound) {
+            if b.lifetimes.is_none() {
+                syn::visit::visit_trait_bound(self, b);
+            }
+        }
+    };
+}
+
 /// Checks the function against the options; collects every error.
 pub(crate) fn check(func: &ItemFn, args: &Args) -> syn::Result<()> {
     let mut errors = Errors::default();
@@ -29,19 +52,7 @@ pub(crate) fn check(func: &ItemFn, args: &Args) -> syn::Result<()> {
                     errors.push(e);
                 }
             }
-            FnArg::Typed(arg) => {
-                if let Type::Reference(r) = &*arg.ty {
-                    if let Some(m) = r.mutability {
-                        let and = r.and_token;
-                        errors.push(syn::Error::new_spanned(
-                            quote::quote!(#and #m),
-                            "`#[idempotent]` functions cannot take `&mut` arguments: only the \
-                             first of the coalesced callers runs the body, so the others' \
-                             arguments would silently not be written to",
-                        ));
-                    }
-                }
-            }
+            FnArg::Typed(arg) => MutArgCheck(&mut errors).visit_type(&arg.ty),
         }
     }
 
@@ -57,12 +68,27 @@ pub(crate) fn check(func: &ItemFn, args: &Args) -> syn::Result<()> {
 }
 
 fn receiver(r: &syn::Receiver) -> Option<syn::Error> {
-    match &*r.ty {
-        Type::Reference(t) if t.mutability.is_none() => None,
-        Type::Reference(_) => Some(syn::Error::new_spanned(
+    /// The first reference in a receiver's type (`Pin<&mut Self>`).
+    struct FirstRef(Option<bool>);
+    impl<'ast> Visit<'ast> for FirstRef {
+        skip_signatures!();
+        fn visit_type_reference(&mut self, t: &'ast syn::TypeReference) {
+            self.0.get_or_insert(t.mutability.is_some());
+        }
+    }
+    let mut first_ref = FirstRef(None);
+    first_ref.visit_type(&r.ty);
+    match (&*r.ty, first_ref.0) {
+        (Type::Reference(t), _) if t.mutability.is_none() => None,
+        (_, Some(true)) => Some(syn::Error::new_spanned(
             r,
             "`#[idempotent]` methods take `&self`, not `&mut self`: coalesced callers share one \
              execution, which cannot hold each caller's exclusive borrow",
+        )),
+        (_, Some(false)) => Some(syn::Error::new_spanned(
+            r,
+            "`#[idempotent]` methods must take `&self` (or `self: &Self`): other receivers that \
+             borrow, such as `self: Pin<&Self>`, are not supported; take `&self`",
         )),
         _ => Some(syn::Error::new(
             r.self_token.span,
@@ -74,10 +100,34 @@ fn receiver(r: &syn::Receiver) -> Option<syn::Error> {
     }
 }
 
+/// An argument that holds a `&mut` anywhere (`&mut T`, `Option<&mut T>`,
+/// `Pin<&mut T>`, `(&mut T, u8)`): only the first of the coalesced callers
+/// runs the body, so the others' would silently not be written to.
+struct MutArgCheck<'e>(&'e mut Errors);
+
+impl<'ast> Visit<'ast> for MutArgCheck<'_> {
+    skip_signatures!();
+
+    fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
+        let Some(m) = r.mutability else {
+            return syn::visit::visit_type_reference(self, r);
+        };
+        let and = r.and_token;
+        self.0.push(syn::Error::new_spanned(
+            quote::quote!(#and #m),
+            "`#[idempotent]` functions cannot take `&mut` arguments: only the first of the \
+             coalesced callers runs the body, so the others' arguments would silently not be \
+             written to",
+        ));
+    }
+}
+
 /// A value stored in a table and handed to other callers must not borrow.
 struct ReturnTypeCheck<'e>(&'e mut Errors);
 
 impl<'ast> Visit<'ast> for ReturnTypeCheck<'_> {
+    skip_signatures!();
+
     fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
         self.0.push(syn::Error::new(
             t.impl_token.span,
@@ -161,6 +211,8 @@ fn detached(func: &ItemFn, errors: &mut Errors) {
 fn borrows(ty: &Type) -> bool {
     struct Borrows(bool);
     impl<'ast> Visit<'ast> for Borrows {
+        skip_signatures!();
+
         fn visit_type_reference(&mut self, t: &'ast syn::TypeReference) {
             match &t.lifetime {
                 Some(l) if l.ident == "static" => syn::visit::visit_type_reference(self, t),
