@@ -226,6 +226,38 @@ fn arg_names(sig: &syn::Signature) -> Vec<Ident> {
     names
 }
 
+/// Tokens, all at `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut t| {
+            if let proc_macro2::TokenTree::Group(g) = &t {
+                let mut g = Group::new(g.delimiter(), respan(g.stream(), span));
+                g.set_span(span);
+                t = g.into();
+            }
+            t.set_span(span);
+            t
+        })
+        .collect()
+}
+
+/// `let var: fn() -> ty = || -> ty { value };`: a setting (`ttl`,
+/// `max_entries`) as a function that captures nothing, evaluated once, when
+/// the table is created. A value that uses `self` or an argument would be
+/// the first call's for every call: `validate` rejects one that names them,
+/// and the coercion to a fn pointer anything else that captures (names
+/// hidden in a macro), with rustc's error at the value: the closure spans
+/// the value's tokens, the `fn` type the option's name.
+fn setting(var: &Ident, name: Span, ty: TokenStream, value: &TokenStream) -> TokenStream {
+    let (first, last) = bounds(value);
+    let mut body = Group::new(Delimiter::Brace, value.clone());
+    body.set_span(last);
+    let closure = quote_spanned!(first=> || #body);
+    let fn_ty = respan(quote!(fn() -> #ty), name);
+    quote!(let #var: #fn_ty = #closure;)
+}
+
 fn expand(args: &Args, func: ItemFn) -> TokenStream {
     let ItemFn {
         attrs,
@@ -385,22 +417,31 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
             }
         };
         let slot = format_ident!("__IDEM_SLOT", span = Span::mixed_site());
+        let slot_var = local("__idem_slot", call_site);
         let name = sig.ident.to_string();
         let mut config = quote! {
             ::idem::__private::Config::new(::core::concat!(::core::module_path!(), "::", #name))
         };
         let mut settings = TokenStream::new();
         if let Some(ttl) = &args.ttl {
-            let ttl = &ttl.value.0;
             let var = local("__idem_ttl", call_site);
-            settings.extend(quote!(let #var: ::core::time::Duration = #ttl;));
-            config.extend(quote!(.ttl(#var)));
+            settings.extend(setting(
+                &var,
+                ttl.name,
+                quote!(::core::time::Duration),
+                &ttl.value.0,
+            ));
+            config.extend(quote!(.ttl(#var())));
         }
         if let Some(max) = &args.max_entries {
-            let max = &max.value.0;
             let var = local("__idem_max_entries", call_site);
-            settings.extend(quote!(let #var: usize = #max;));
-            config.extend(quote!(.max_entries(#var)));
+            settings.extend(setting(
+                &var,
+                max.name,
+                quote!(::core::primitive::usize),
+                &max.value.0,
+            ));
+            config.extend(quote!(.max_entries(#var())));
         }
         let driver = if detached {
             quote!(run_detached)
@@ -410,20 +451,25 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         // The type of this closure differs for each instantiation of the
         // function's (and its impl's) generic parameters: one table each.
         let instantiation = quote_spanned!(call_site=> || {});
+        // The slot's `static` is in a block of its own, so that its name is
+        // not in scope in the body (`Span::mixed_site` does not hide items):
+        // a parameter, a `let` or a `static` of the user's named
+        // `__IDEM_SLOT` is theirs. One `static` per function still.
         quote! {
             #eval_key
             #classify_policy
-            static #slot: ::idem::__private::Slot = ::idem::__private::Slot::new();
+            let #slot_var: &'static ::idem::__private::Slot = {
+                static #slot: ::idem::__private::Slot = ::idem::__private::Slot::new();
+                &#slot
+            };
+            #settings
             ::idem::__private::#driver(
-                &#slot,
+                #slot_var,
                 #instantiation,
                 #policy,
                 #kind,
                 #key_var,
-                || {
-                    #settings
-                    #config
-                },
+                || #config,
                 #work,
             )
             .await
@@ -461,7 +507,7 @@ mod tests {
         );
         for part in [
             "pub async fn place (order : Order) -> Result < Receipt , PayError >",
-            "static __IDEM_SLOT : :: idem :: __private :: Slot",
+            "{ static __IDEM_SLOT : :: idem :: __private :: Slot",
             ":: idem :: __private :: clone_key",
             ":: idem :: __private :: run (",
             ":: core :: time :: Duration :: new (30u64 , 0u32)",

@@ -57,8 +57,8 @@ use proc_macro::TokenStream;
 /// | option | meaning |
 /// |---|---|
 /// | `key = <expr>` | **Required.** What makes two calls the same: any expression over the arguments (`order.id`, `(user, day)`, `req.idempotency_key.clone()`, `format!("{a}/{b}")`). Evaluated once, before the body; the body can still use what it names. Its value must own its data and be `Hash + Eq + Clone + Send + Sync + 'static`. |
-/// | `ttl = "30s"` | How long a success is replayed: `"500ms"`, `"30s"`, `"5m"`, `"1h30m"`, `"2d"` (units `ns`, `us`, `ms`, `s`, `m`, `h`, `d`), checked at compile time; or any `Duration` expression, evaluated once, when the table is created. Without it, concurrent calls are coalesced and nothing is kept afterwards. |
-/// | `max_entries = N` | The most results kept (needs `ttl`); a literal, or a `usize` expression evaluated when the table is created. |
+/// | `ttl = "30s"` | How long a success is replayed: `"500ms"`, `"30s"`, `"5m"`, `"1h30m"`, `"2d"` (units `ns`, `us`, `ms`, `s`, `m`, `h`, `d`), checked at compile time; or any `Duration` expression, evaluated once, when the table is created (so it cannot use `self` or the arguments). Without it, concurrent calls are coalesced and nothing is kept afterwards. |
+/// | `max_entries = N` | The most results kept (needs `ttl`); a literal, or a `usize` expression evaluated when the table is created (so it cannot use `self` or the arguments). |
 /// | `flight = <expr>` | A [`SingleFlight`] of yours to run in (e.g. `self.flight`), instead of the function's own table. Its key type must be the key's, its types the return type's, and its own settings apply, so `ttl` and `max_entries` cannot be given with it. |
 /// | `detached` | The body runs on its own tokio task and finishes (and its result is stored) even if every caller goes away; see [`SingleFlight::run_detached`]. The body must then be `Send + 'static`: it cannot use `self` or borrowed arguments. |
 ///

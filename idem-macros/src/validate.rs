@@ -61,6 +61,23 @@ pub(crate) fn check(func: &ItemFn, args: &Args) -> syn::Result<()> {
         v.visit_type(ty);
     }
 
+    let mut names = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r) => names.push(syn::Ident::new("self", r.self_token.span)),
+            FnArg::Typed(arg) => bindings(&arg.pat, &mut names),
+        }
+    }
+    let settings = [
+        ("ttl", args.ttl.as_ref().map(|o| &o.value.0)),
+        ("max_entries", args.max_entries.as_ref().map(|o| &o.value.0)),
+    ];
+    for (option, value) in settings {
+        if let Some(value) = value {
+            setting(option, value, &names, &mut errors);
+        }
+    }
+
     if args.detached.is_some() {
         detached(func, &mut errors);
     }
@@ -161,6 +178,40 @@ impl<'ast> Visit<'ast> for ReturnTypeCheck<'_> {
                 ),
             ));
         }
+    }
+}
+
+/// A setting (`ttl`, `max_entries`) is evaluated once, when the table is
+/// created: one that used `self` or an argument would give every call the
+/// first call's value. The first such name is an error. (The expansion
+/// also makes the setting a fn pointer, which catches names hidden in a
+/// macro's arguments, with rustc's less direct error.)
+fn setting(option: &str, value: &TokenStream, names: &[syn::Ident], errors: &mut Errors) {
+    struct Uses<'n>(&'n [syn::Ident], Option<syn::Ident>);
+    impl<'ast> Visit<'ast> for Uses<'_> {
+        fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
+            if let Some(ident) = p.path.get_ident().filter(|_| p.qself.is_none()) {
+                if self.1.is_none() && self.0.contains(ident) {
+                    self.1 = Some(ident.clone());
+                }
+            }
+            syn::visit::visit_expr_path(self, p);
+        }
+    }
+    let Ok(expr) = syn::parse2::<syn::Expr>(value.clone()) else {
+        return;
+    };
+    let mut uses = Uses(names, None);
+    uses.visit_expr(&expr);
+    if let Some(name) = uses.1 {
+        errors.push(syn::Error::new(
+            name.span(),
+            format!(
+                "`{option}` is evaluated once, when the function's table is created, so it \
+                 cannot use `{name}`: every call would get the first call's value; use a \
+                 constant, a `static`, or an expression without `self` and the arguments"
+            ),
+        ));
     }
 }
 

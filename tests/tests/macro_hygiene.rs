@@ -5,7 +5,14 @@
 //! This file shadows every name the expansion might use, and is compiled
 //! with the workspace's lints and `clippy -D warnings`.
 
-#![allow(dead_code, non_camel_case_types, clippy::disallowed_names)]
+#![allow(
+    dead_code,
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    unused_macros,
+    clippy::disallowed_names
+)]
 
 use idem::idempotent;
 use idem_tests::Counter;
@@ -22,23 +29,86 @@ mod shadowed {
     struct Probe;
     struct Duration;
     struct SingleFlight;
+    struct Box;
+    struct Vec;
+    struct String;
+    struct Clone;
+    struct Send;
+    struct Fn;
+    type usize = u8;
+    type u64 = i8;
+    type u32 = i16;
     mod core {}
     mod std {}
     mod idem {}
     fn run() {}
     fn key_of() {}
+    fn fit() {}
+    macro_rules! concat {
+        () => {};
+    }
+    macro_rules! module_path {
+        () => {};
+    }
 
     #[idempotent(key = __idem_key, ttl = "1m")]
-    pub(super) async fn shadowing(__idem_key: u32, __idem_policy: u32, __idem_kind: u32) -> u32 {
+    pub(super) async fn shadowing(
+        __idem_key: ::core::primitive::u32,
+        __idem_policy: ::core::primitive::u32,
+        __idem_kind: ::core::primitive::u32,
+    ) -> ::core::primitive::u32 {
         let __idem_ret = __idem_key + __idem_policy + __idem_kind;
-        static __IDEM_SLOT: u32 = 1;
+        static __IDEM_SLOT: ::core::primitive::u32 = 1;
         __idem_ret + __IDEM_SLOT
+    }
+
+    /// `usize` is `u8` here: the expansion's `max_entries` must not care.
+    #[idempotent(key = id, ttl = "1m", max_entries = 300)]
+    pub(super) async fn max_entries_with_usize_shadowed(id: u64) -> u64 {
+        id
+    }
+
+    const LIMIT: ::core::primitive::usize = 1_000;
+
+    #[idempotent(key = id, ttl = ::core::time::Duration::from_secs(60), max_entries = LIMIT)]
+    pub(super) async fn settings_from_expressions(id: u32) -> u32 {
+        id
+    }
+
+    /// The slot's `static` is invisible to the body: a parameter...
+    #[idempotent(key = __IDEM_SLOT)]
+    pub(super) async fn slot_named_parameter(__IDEM_SLOT: u64) -> u64 {
+        __IDEM_SLOT + 1
+    }
+
+    /// ... or a `let` may be named like it.
+    #[idempotent(key = id, ttl = "1m")]
+    pub(super) async fn slot_named_local(id: u64) -> u64 {
+        let __IDEM_SLOT = 2;
+        id + __IDEM_SLOT
+    }
+
+    pub(super) mod with_static {
+        /// A `static` of the user's named like the slot, at module level.
+        static __IDEM_SLOT: ::core::primitive::u64 = 40;
+
+        #[::idem::idempotent(key = id)]
+        pub(crate) async fn slot_named_static(
+            id: ::core::primitive::u64,
+        ) -> ::core::primitive::u64 {
+            id + __IDEM_SLOT
+        }
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn generated_names_do_not_clash_with_the_users() {
     assert_eq!(shadowed::shadowing(1, 2, 3).await, 7);
+    assert_eq!(shadowed::max_entries_with_usize_shadowed(-1).await, -1);
+    assert_eq!(shadowed::settings_from_expressions(5).await, 5);
+    assert_eq!(shadowed::slot_named_parameter(1).await, 2);
+    assert_eq!(shadowed::slot_named_local(1).await, 3);
+    assert_eq!(shadowed::with_static::slot_named_static(2).await, 42);
 }
 
 #[idempotent(key = id, ttl = "1m")]
