@@ -216,14 +216,14 @@ fn ttl(value: Expr) -> syn::Result<Ttl> {
             ))
         }
         Expr::Lit(ExprLit {
-            lit: Lit::Int(_) | Lit::Float(_),
+            lit: lit @ (Lit::Int(_) | Lit::Float(_)),
             ..
         }) => Err(syn::Error::new(
             value.span(),
             format!(
-                "a `ttl` needs a unit: write `ttl = \"{}s\"` (or `ms`, `m`, `h`, ...), or a \
+                "a `ttl` needs a unit: write `ttl = \"{}\"` (or `ms`, `m`, `h`, ...), or a \
                  `Duration` expression",
-                value.to_token_stream()
+                in_seconds(lit)
             ),
         )),
         Expr::Lit(_) => Err(syn::Error::new(
@@ -231,6 +231,25 @@ fn ttl(value: Expr) -> syn::Result<Ttl> {
             "expected a duration: `ttl = \"30s\"`, or a `Duration` expression",
         )),
         _ => Ok(Ttl(value.into_token_stream())),
+    }
+}
+
+/// A number of seconds as a `ttl = "..."` string: `5u64` is `"5s"`, `1.5`
+/// is `"1500ms"` (the strings take no fractions).
+fn in_seconds(lit: &Lit) -> String {
+    match lit {
+        Lit::Float(f) => {
+            let digits = f.base10_digits();
+            match digits.parse::<f64>() {
+                Ok(secs) if secs.fract() != 0.0 && (secs * 1000.0).fract() == 0.0 => {
+                    format!("{}ms", secs * 1000.0)
+                }
+                Ok(secs) if secs.fract() == 0.0 => format!("{secs}s"),
+                _ => format!("{digits}s"),
+            }
+        }
+        Lit::Int(i) => format!("{}s", i.base10_digits()),
+        other => format!("{}s", other.to_token_stream()),
     }
 }
 

@@ -91,8 +91,9 @@ use proc_macro::TokenStream;
 ///
 /// Values and errors are cloned for each caller and kept in a table shared
 /// by all threads, so they must be `Clone + Send + Sync + 'static`; the
-/// compile error for a type that is not (`std::io::Error`, say) names it
-/// and suggests wrapping it in an `Arc`.
+/// compile error for a type that is not names it and suggests wrapping it
+/// in an `Arc` if it is not `Clone` (`std::io::Error`, say), or thread-safe
+/// parts (`Arc` rather than `Rc`) if it is not `Send` or `Sync`.
 ///
 /// # Panics
 ///

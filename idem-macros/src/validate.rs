@@ -37,7 +37,13 @@ pub(crate) fn check(func: &ItemFn, args: &Args) -> syn::Result<()> {
     let mut errors = Errors::default();
     let sig = &func.sig;
 
-    if sig.asyncness.is_none() {
+    if let Some(c) = sig.constness {
+        errors.push(syn::Error::new(
+            c.span,
+            "`#[idempotent]` cannot apply to a `const fn`: coalescing and storing results \
+             happen at run time, in an `async fn`; remove `const` (and make it `async`)",
+        ));
+    } else if sig.asyncness.is_none() {
         errors.push(syn::Error::new(
             sig.fn_token.span,
             "`#[idempotent]` applies to `async fn`s: callers coalesced on one execution wait \

@@ -613,7 +613,8 @@ impl<R> Policy for Invalid<R> {
     message = "`{Self}` is returned by an `#[idempotent]` fn, so it must be `Clone + Send + Sync + 'static`",
     label = "`{Self}` is not `Clone + Send + Sync + 'static`",
     note = "every coalesced caller gets a clone of one result, kept in a table shared by all threads",
-    note = "wrap it in `std::sync::Arc`: return `Arc<{Self}>`"
+    note = "if it is not `Clone`, wrap it in `std::sync::Arc`: return `Arc<{Self}>`",
+    note = "if it is not `Send` or `Sync`, use thread-safe parts instead: `Arc` rather than `Rc`, `Mutex` rather than `RefCell` (an `Arc` does not make them thread-safe)"
 )]
 pub trait ValueMustBeShareable {}
 impl<T: ?Sized + Send + Sync + 'static> ValueMustBeShareable for std::sync::Arc<T> {}
@@ -625,7 +626,8 @@ impl<T: ?Sized + Send + Sync + 'static> ValueMustBeShareable for std::sync::Arc<
     message = "the error type `{Self}` of an `#[idempotent]` fn must be `Clone + Send + Sync + 'static`",
     label = "`{Self}` is not `Clone + Send + Sync + 'static`",
     note = "every caller coalesced on a failed execution gets a clone of its error",
-    note = "wrap it in `std::sync::Arc`: return `Result<_, Arc<{Self}>>` and convert with `.map_err(Arc::new)`"
+    note = "if it is not `Clone`, wrap it in `std::sync::Arc`: return `Result<_, Arc<{Self}>>` and convert with `.map_err(Arc::new)`",
+    note = "if it is not `Send` or `Sync`, use thread-safe parts instead: `Arc` rather than `Rc`, `Mutex` rather than `RefCell` (an `Arc` does not make them thread-safe)"
 )]
 pub trait ErrorMustBeShareable {}
 impl<T: ?Sized + Send + Sync + 'static> ErrorMustBeShareable for std::sync::Arc<T> {}
@@ -792,7 +794,7 @@ impl<K> CloneKey<K> for InvalidKey {
     message = "the key of an `#[idempotent]` fn must own its data, but `{Self}` is a reference",
     label = "this key borrows",
     note = "the key is stored in the function's table, which outlives the call",
-    note = "use an owned key, e.g. `key = name.to_string()` (or `.to_owned()`, `.clone()`)"
+    note = "use an owned key: `key = *id` for a `Copy` type such as `&u64`, `key = name.to_string()` for a `&str` (or `.to_owned()`, `.clone()`)"
 )]
 pub trait KeyMustOwnItsData {}
 impl KeyMustOwnItsData for String {}
