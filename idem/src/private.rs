@@ -16,7 +16,7 @@
 //!   `type Res<T> = ...`) from any other type, so it asks: a method call on
 //!   [`Probe<R>`] resolves, by auto-ref specialisation, to one of the
 //!   [`policy`] traits, which returns a marker implementing [`Policy`];
-//! * the **key kind**: a method call on [`KeyProbe<K>`] tells an owned,
+//! * the **key kind**: a method call on [`KeyProbe`] tells an owned,
 //!   hashable key from a borrowed one and from one that cannot be a key.
 //!
 //! The levels for the bad cases have a method that requires a bound the
@@ -529,8 +529,7 @@ markers!(
     ResultPolicy<T, E>,
     ValuePolicy<R>,
     Invalid<R>,
-    Probe<R>,
-    KeyProbe<K>
+    Probe<R>
 );
 
 /// What a caller does when the flight it was coalesced on did not return a
@@ -811,13 +810,33 @@ pub trait KeyMustBeHashable {}
 impl KeyMustBeHashable for String {}
 
 /// Classifies a key type `K`; see [`key`].
-pub struct KeyProbe<K>(PhantomData<fn() -> K>);
+///
+/// It dereferences to the key, so that method lookup on it ends at the
+/// key's type: when that type is an error (a typo in the key, `key = idd`),
+/// rustc reports the typo and skips the lookup, rather than reporting as
+/// well that every level applies to the error type (E0034). The levels are
+/// all found before the dereference is reached, and it is never called.
+pub struct KeyProbe<'k, K: ?Sized>(&'k K);
 
-impl<K> KeyProbe<K> {
+impl<'k, K: ?Sized> KeyProbe<'k, K> {
     /// The probe for the type of `key`.
     #[inline]
-    pub const fn of(_key: &K) -> Self {
-        Self::NEW
+    pub const fn of(key: &'k K) -> Self {
+        Self(key)
+    }
+}
+
+impl<K: ?Sized> std::ops::Deref for KeyProbe<'_, K> {
+    type Target = K;
+    #[inline]
+    fn deref(&self) -> &K {
+        self.0
+    }
+}
+
+impl<K: ?Sized> fmt::Debug for KeyProbe<'_, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyProbe")
     }
 }
 
@@ -829,25 +848,25 @@ pub mod key {
 
     level!(
         /// Level 0: a shared reference.
-        Borrowed::__idem_key_kind for &&KeyProbe<&'a T> => InvalidKey,
+        Borrowed::__idem_key_kind for &&KeyProbe<'_, &'a T> => InvalidKey,
         ['a, T: ?Sized],
         check &'a T: KeyMustOwnItsData
     );
     level!(
         /// Level 0: an exclusive reference.
-        BorrowedMut::__idem_key_kind for &&KeyProbe<&'a mut T> => InvalidKey,
+        BorrowedMut::__idem_key_kind for &&KeyProbe<'_, &'a mut T> => InvalidKey,
         ['a, T: ?Sized],
         check &'a mut T: KeyMustOwnItsData
     );
     level!(
         /// Level 1: an owned, hashable key.
-        Owned::__idem_key_kind for &KeyProbe<K> => OwnedKey,
+        Owned::__idem_key_kind for &KeyProbe<'_, K> => OwnedKey,
         [K] where { K: Hash + Eq + Clone + Send + Sync + 'static },
         check (): Fine
     );
     level!(
         /// Level 2: anything else.
-        Bad::__idem_key_kind for KeyProbe<K> => InvalidKey,
+        Bad::__idem_key_kind for KeyProbe<'_, K> => InvalidKey,
         [K],
         check K: KeyMustBeHashable
     );
@@ -859,20 +878,20 @@ pub mod key {
     // code calls `(&&&KeyProbe::of(&key.0)).__idem_key_part()` for each.
     level!(
         /// Level 0: an element that is a shared reference.
-        BorrowedPart::__idem_key_part for &&KeyProbe<&'a T> => InvalidKey,
+        BorrowedPart::__idem_key_part for &&KeyProbe<'_, &'a T> => InvalidKey,
         ['a, T: ?Sized],
         check &'a T: KeyMustOwnItsData
     );
     level!(
         /// Level 0: an element that is an exclusive reference.
-        BorrowedMutPart::__idem_key_part for &&KeyProbe<&'a mut T> => InvalidKey,
+        BorrowedMutPart::__idem_key_part for &&KeyProbe<'_, &'a mut T> => InvalidKey,
         ['a, T: ?Sized],
         check &'a mut T: KeyMustOwnItsData
     );
     level!(
         /// Level 1: any other element; the whole key's classification
         /// judges it.
-        AnyPart::__idem_key_part for &KeyProbe<K> => OwnedKey,
+        AnyPart::__idem_key_part for &KeyProbe<'_, K> => OwnedKey,
         [K],
         check (): Fine
     );
