@@ -210,6 +210,12 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
     /// neither `Send` nor `'static`, because the caller that starts a flight
     /// drives it, inside its own future.
     ///
+    /// `run` behaves as an `async fn` (nothing happens until the future is
+    /// polled, and the future is `Send` when the key, value, error and work
+    /// are); it is written as a plain `fn` so that the future is exactly
+    /// [`run_with_outcome`](Self::run_with_outcome)'s, with no copy of the
+    /// arguments beside it: in a storm every waiting caller's task holds one.
+    ///
     /// # Errors
     ///
     /// * [`Error::Failed`] with a clone of the work's error, for every caller
@@ -264,12 +270,18 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
     /// assert_eq!(e, Err(Error::Failed("no".to_string())));
     /// # }
     /// ```
-    pub async fn run<F, Fut>(&self, key: K, f: F) -> Result<V, Error<E>>
+    pub fn run<F, Fut>(
+        &self,
+        key: K,
+        f: F,
+    ) -> impl Future<Output = Result<V, Error<E>>> + use<'_, K, V, E, F, Fut>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        self.run_with_outcome(key, f).await.0
+        ResultOnly {
+            call: self.run_with_outcome(key, f),
+        }
     }
 
     /// Like [`run`](Self::run), and also says whether this call executed the
@@ -551,12 +563,18 @@ where
     /// assert_eq!(retry, Ok("charged once"));
     /// # }
     /// ```
-    pub async fn run_detached<F, Fut>(&self, key: K, f: F) -> Result<V, Error<E>>
+    pub fn run_detached<F, Fut>(
+        &self,
+        key: K,
+        f: F,
+    ) -> impl Future<Output = Result<V, Error<E>>> + use<'_, K, V, E, F, Fut>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
-        self.run_detached_with_outcome(key, f).await.0
+        ResultOnly {
+            call: self.run_detached_with_outcome(key, f),
+        }
     }
 
     /// Like [`run_detached`](Self::run_detached), and also returns the
@@ -633,6 +651,26 @@ fn step<K, V, E>(
             Ok(Step::Lead(flight, expired))
         }
         Claim::Join(flight) => Err(flight),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A `run_with_outcome` future without the outcome: `run` and
+    /// `run_detached`. A struct, not an `async` wrapper, which would keep
+    /// its own copy of the arguments beside the inner future (24 bytes more
+    /// per waiting caller's task) or hold the inner future twice.
+    struct ResultOnly<F> {
+        #[pin]
+        call: F,
+    }
+}
+
+impl<F: Future<Output = (T, Outcome)>, T> Future for ResultOnly<F> {
+    type Output = T;
+
+    #[inline]
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        self.project().call.poll(cx).map(|(r, _)| r)
     }
 }
 
@@ -732,5 +770,26 @@ impl<K, V, E> Inner<K, V, E> {
     fn abandon(&self, hash: u64, flight: &Arc<Flight<V, E>>) {
         self.shard(hash).remove_flight(hash, flight);
         flight.end(Ended::Abandoned);
+    }
+}
+
+#[cfg(all(test, not(idem_loom)))]
+mod tests {
+    use super::*;
+
+    /// Every waiting caller's task holds a `run` future, so its size is paid
+    /// per waiter in a storm. It was 432 bytes for these types before the
+    /// slow path was reshaped (the three-variant `Claim` and the leader's
+    /// step were kept across `.await`s); `tokio::sync::OnceCell`'s
+    /// `get_or_try_init` is 128. The bound leaves room for compiler changes
+    /// but catches a relapse.
+    #[test]
+    fn the_run_future_stays_small() {
+        let flight: SingleFlight<u64, Arc<[u8; 64]>, ()> = SingleFlight::new();
+        let work = || async { Ok(Arc::new([0; 64])) };
+        let run = flight.run(1, work);
+        assert!(size_of_val(&run) <= 256, "{} bytes", size_of_val(&run));
+        let with_outcome = flight.run_with_outcome(1, work);
+        assert_eq!(size_of_val(&run), size_of_val(&with_outcome));
     }
 }
