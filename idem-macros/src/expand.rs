@@ -350,7 +350,12 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
             TokenStream::new(),
             (first, last),
         );
-        let fit = quote!(::idem::__private::fit(#found, #policy));
+        // The call, too, spans the flight expression: rustc reports a
+        // flight that does not fit at the argument and, normalizing `fit`'s
+        // return type, at the call; at one span, the two are one error.
+        let mut fit_args = Group::new(Delimiter::Parenthesis, quote!(#found, #policy));
+        fit_args.set_span(last);
+        let fit = quote_spanned!(first=> ::idem::__private::fit #fit_args);
         let key_value = owned(key, &args_names);
         let driver = if detached {
             quote!(run_in_detached)
