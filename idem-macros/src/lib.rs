@@ -56,7 +56,7 @@ use proc_macro::TokenStream;
 ///
 /// | option | meaning |
 /// |---|---|
-/// | `key = <expr>` | **Required.** What makes two calls the same: any expression over the arguments (`order.id`, `(user, day)`, `req.idempotency_key.clone()`, `format!("{a}/{b}")`). Evaluated once, before the body; the body can still use what it names. Its value must own its data and be `Hash + Eq + Clone + Send + Sync + 'static`. |
+/// | `key = <expr>` | **Required.** What makes two calls the same: any expression over the arguments (`order.id`, `(user, day)`, `req.idempotency_key.clone()`, `format!("{a}/{b}")`). Evaluated once, before the body; the body can still use what it names. Its value must own its data (no reference, not even a `&'static str`: use a `String` or an enum) and be `Hash + Eq + Clone + Send + Sync + 'static`. |
 /// | `ttl = "30s"` | How long a success is replayed: `"500ms"`, `"30s"`, `"5m"`, `"1h30m"`, `"2d"` (units `ns`, `us`, `ms`, `s`, `m`, `h`, `d`), checked at compile time; or any `Duration` expression, evaluated once, when the table is created (so it cannot use `self` or the arguments). Without it, concurrent calls are coalesced and nothing is kept afterwards. |
 /// | `max_entries = N` | The most results kept (needs `ttl`); a literal, or a `usize` expression evaluated when the table is created (so it cannot use `self` or the arguments). |
 /// | `flight = <expr>` | A [`SingleFlight`] of yours to run in (e.g. `self.flight`), instead of the function's own table. Its key type must be the key's, its types the return type's, and its own settings apply, so `ttl` and `max_entries` cannot be given with it. |
@@ -100,16 +100,29 @@ use proc_macro::TokenStream;
 /// A panic in the body is a panic, with the original message, for every
 /// caller coalesced on that execution, also in functions that return
 /// `Result`: a panic never turns into an `Err`. Nobody hangs, and the next
-/// call runs the body again. A function that calls itself with the same key
-/// from its own body would wait for itself forever: idem detects this and
-/// panics instead (recursion with other keys is fine).
+/// call runs the body again. Only the message is kept: a panic whose
+/// payload is not a string reaches the callers as a panic with the message
+/// `<panic payload is not a string>`.
+///
+/// A function that calls itself with the same key from its own body would
+/// wait for itself forever (recursion with other keys is fine). idem
+/// detects this and panics instead, but only when the inner call is awaited
+/// inline, on the task and thread polling the body: through `tokio::spawn`
+/// or `spawn_local`, it hangs.
 ///
 /// # Compile errors
 ///
-/// `&mut self`, `self` by value, `&mut` arguments, non-`async` functions,
-/// borrowed or `impl Trait` return types, borrowed keys, and unknown,
-/// repeated or malformed options are compile errors that point at the
-/// token at fault.
+/// `&mut self`, `self` by value, `&mut` anywhere in an argument, non-`async`
+/// and `const` functions, borrowed or `impl Trait` return types, borrowed
+/// keys (`&'static str` included), `ttl`/`max_entries` that use `self` or
+/// an argument, and unknown, repeated or malformed options are compile
+/// errors that point at the token at fault. (Unknown, repeated and
+/// malformed options list the accepted ones; a value an option cannot take,
+/// `ttl = 30` or `max_entries = 0`, says what to write instead.)
+///
+/// With `detached`, a body that is not `Send` gets rustc's own "future
+/// cannot be sent between threads safely" at the attribute, and a type
+/// parameter that is not `'static` rustc's E0310, twice.
 ///
 /// ```compile_fail
 /// #[idem::idempotent(key = name)] // error: the key `&str` is a reference; use `name.to_string()`

@@ -280,6 +280,11 @@ where
 }
 
 /// What `detached` needs of the body: it runs on its own task.
+///
+/// Its message is seldom what the user sees: rustc reports a body that is
+/// not `Send` with its own "future cannot be sent between threads safely"
+/// (the failing bound is the `Send` this trait's blanket impl requires),
+/// and a type parameter that is not `'static` with E0310.
 #[diagnostic::on_unimplemented(
     message = "the body of a `detached` `#[idempotent]` fn must be `Send + 'static`: it runs on its own tokio task",
     label = "not `Send + 'static`",
