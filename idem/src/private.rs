@@ -379,6 +379,9 @@ pub trait FitsFlight<P: Policy, V, E> {
     fn fitted(&self) -> (&Self::Fitted, Self::Adapter);
 }
 
+// Not listed as "other implementations" in errors: they are ours, not
+// the user's to pick from.
+#[diagnostic::do_not_recommend]
 impl<K, T, E> FitsFlight<ResultPolicy<T, E>, T, E> for SingleFlight<K, T, E>
 where
     ResultPolicy<T, E>: Policy<Output = Result<T, E>, Value = T, Error = E>,
@@ -395,6 +398,7 @@ where
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<K, R> FitsFlight<ValuePolicy<R>, R, Infallible> for SingleFlight<K, R, Infallible>
 where
     ValuePolicy<R>: Policy<Output = R, Value = R, Error = Infallible>,
@@ -413,6 +417,7 @@ where
 
 /// An invalid return type was reported already: fit anything, so that it
 /// is not reported again.
+#[diagnostic::do_not_recommend]
 impl<K, V, E, R> FitsFlight<Invalid<R>, V, E> for SingleFlight<K, V, E> {
     type Fitted = SingleFlight<K, (), Infallible>;
     type Adapter = Adapter<(), Infallible, R>;
