@@ -362,10 +362,13 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         } else {
             quote!(run_in)
         };
+        // The flight is evaluated first, so that the key can be checked
+        // against its key type as an argument spanned like the user's key
+        // expression: a mismatch is then one error, at the key, in words.
         quote! {
-            let #key_var = #key_value;
             #classify_policy
             let (#flight_var, #adapter) = #fit;
+            let #key_var = ::idem::__private::flight_key(#flight_var, #key_value);
             ::idem::__private::#driver(#flight_var, #adapter, #key_var, #work).await
         }
     } else {

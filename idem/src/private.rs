@@ -470,6 +470,33 @@ where
     flight.fitted()
 }
 
+/// A key that a `flight` of keys `K` takes: `K` itself. A trait rather
+/// than a plain `K` parameter so that a mismatch is reported, at the key
+/// expression, with this message instead of a bare "mismatched types".
+#[diagnostic::on_unimplemented(
+    message = "the key of this `#[idempotent]` fn is a `{Self}`, but its `flight` takes `{K}` keys",
+    label = "a `{Self}`, not a `{K}`",
+    note = "the flight's type fixes the key type: convert the key to a `{K}`, or give the flight `{Self}` keys"
+)]
+pub trait FlightKey<K> {
+    /// The key, as the flight takes it.
+    fn into_flight_key(self) -> K;
+}
+
+impl<K> FlightKey<K> for K {
+    #[inline]
+    fn into_flight_key(self) -> K {
+        self
+    }
+}
+
+/// Checks the key of an `#[idempotent(flight = ...)]` fn against the
+/// flight's key type.
+#[inline]
+pub fn flight_key<K, V, E, Q: FlightKey<K>>(_flight: &SingleFlight<K, V, E>, key: Q) -> K {
+    key.into_flight_key()
+}
+
 /// Clones the value of a key written as a place (`order.id`, `self.key`),
 /// so that the body can still use it. Used with `flight = ...`, where the
 /// table's type fixes the key's.
