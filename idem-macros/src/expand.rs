@@ -298,12 +298,20 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         let stmts = &block.stmts;
         quote!(#(#stmts)*)
     };
-    let work = quote_spanned! {call_site=>
+    let dead_return = quote_spanned! {call_site=>
+        #[allow(unreachable_code, clippy::diverging_sub_expression)]
+        if let ::core::option::Option::Some(#ret_var) = ::core::option::Option::None::<#ret> {
+            return #ret_var;
+        }
+    };
+    // With `detached`, the closure and its async block are located at the
+    // `detached` keyword: when the body is not `Send`, rustc's "future
+    // cannot be sent between threads safely" then points at the option
+    // that needs it, not at the whole attribute.
+    let work_span = args.detached.map_or(call_site, |d| d.span);
+    let work = quote_spanned! {work_span=>
         move || async move {
-            #[allow(unreachable_code, clippy::diverging_sub_expression)]
-            if let ::core::option::Option::Some(#ret_var) = ::core::option::Option::None::<#ret> {
-                return #ret_var;
-            }
+            #dead_return
             #body_tokens
         }
     };
@@ -362,6 +370,14 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         } else {
             quote!(run_in)
         };
+        // As below: with `detached`, the call is located at the keyword.
+        let driver_path = quote_spanned!(work_span=> ::idem::__private::#driver);
+        let mut driver_args = Group::new(
+            Delimiter::Parenthesis,
+            quote!(#flight_var, #adapter, #key_var, #work),
+        );
+        driver_args.set_span(work_span);
+        let driver_await = quote_spanned!(work_span=> .await);
         // The flight is evaluated first, so that the key can be checked
         // against its key type as an argument spanned like the user's key
         // expression: a mismatch is then one error, at the key, in words.
@@ -369,7 +385,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
             #classify_policy
             let (#flight_var, #adapter) = #fit;
             let #key_var = ::idem::__private::flight_key(#flight_var, #key_value);
-            ::idem::__private::#driver(#flight_var, #adapter, #key_var, #work).await
+            #driver_path #driver_args #driver_await
         }
     } else {
         let classify_key = |probe: TokenStream| {
@@ -459,6 +475,16 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         // The type of this closure differs for each instantiation of the
         // function's (and its impl's) generic parameters: one table each.
         let instantiation = quote_spanned!(call_site=> || {});
+        // With `detached`, the driver's call is located at the keyword too,
+        // so that a body that is not `Send` or not `'static` is reported
+        // there.
+        let driver_path = quote_spanned!(work_span=> ::idem::__private::#driver);
+        let mut driver_args = Group::new(
+            Delimiter::Parenthesis,
+            quote!(#slot_var, #instantiation, #policy, #kind, #key_var, || #config, #work,),
+        );
+        driver_args.set_span(work_span);
+        let driver_await = quote_spanned!(work_span=> .await);
         // The slot's `static` is in a block of its own, so that its name is
         // not in scope in the body (`Span::mixed_site` does not hide items):
         // a parameter, a `let` or a `static` of the user's named
@@ -471,16 +497,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
                 &#slot
             };
             #settings
-            ::idem::__private::#driver(
-                #slot_var,
-                #instantiation,
-                #policy,
-                #kind,
-                #key_var,
-                || #config,
-                #work,
-            )
-            .await
+            #driver_path #driver_args #driver_await
         }
     };
 
