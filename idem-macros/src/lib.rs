@@ -121,8 +121,8 @@ use proc_macro::TokenStream;
 /// `ttl = 30` or `max_entries = 0`, says what to write instead.)
 ///
 /// With `detached`, a body that is not `Send` gets rustc's own "future
-/// cannot be sent between threads safely" at the attribute, and a type
-/// parameter that is not `'static` rustc's E0310, twice.
+/// cannot be sent between threads safely" at `detached`, and a type
+/// parameter that is not `'static` rustc's E0310, twice, also at `detached`.
 ///
 /// ```compile_fail
 /// #[idem::idempotent(key = name)] // error: the key `&str` is a reference; use `name.to_string()`
