@@ -88,7 +88,10 @@ fn spanned_call(
 /// other expression's value is the key.
 fn is_place(e: &Expr) -> bool {
     match e {
-        Expr::Path(_) | Expr::Field(_) | Expr::Index(_) => true,
+        Expr::Path(_) => true,
+        // `parse(name).id` is not a place: its base is a value to compute.
+        Expr::Field(f) => is_place(&f.base),
+        Expr::Index(i) => is_place(&i.expr),
         Expr::Unary(u) => matches!(u.op, syn::UnOp::Deref(_)),
         Expr::Paren(p) => is_place(&p.expr),
         Expr::Group(g) => is_place(&g.expr),
@@ -110,9 +113,20 @@ fn place_root(e: &Expr) -> Option<&Ident> {
     }
 }
 
-/// `::idem::__private::key_of(&(place))`: a clone of the place's value.
+/// A clone of a place's value, `::idem::__private::key_of(&(place))`, bound
+/// to a local first: were the call the argument itself, rustc would infer
+/// `key_of`'s type from the parameter it is passed to, and `f(name)` with
+/// `name: &String` and `f(&str)` would no longer coerce.
 fn cloned(e: &Expr) -> Expr {
-    Expr::Verbatim(quote_spanned!(e.span()=> ::idem::__private::key_of(&(#e))))
+    let part = Ident::new("__idem_part", Span::mixed_site());
+    let clone = quote_spanned!(e.span()=> ::idem::__private::key_of(&(#e)));
+    Expr::Verbatim(quote_spanned! {Span::mixed_site()=>
+        {
+            #[allow(clippy::let_and_return)]
+            let #part = #clone;
+            #part
+        }
+    })
 }
 
 /// A key expression as an owned value that leaves the arguments to the
@@ -188,9 +202,41 @@ impl Owned<'_> {
                 self.value(&mut b.left);
                 self.value(&mut b.right);
             }
+            // `parse(name)?`, `canon(name).await`, `name as u64`, `-x`.
+            Expr::Try(t) => self.value(&mut t.expr),
+            Expr::Await(a) => self.value(&mut a.base),
+            Expr::Cast(c) => self.value(&mut c.expr),
+            Expr::Unary(u) if !matches!(u.op, syn::UnOp::Deref(_)) => self.value(&mut u.expr),
+            // `parse(name).id`, `load(name)[0]`: the base is computed.
+            Expr::Field(f) => self.inside(&mut f.base),
+            Expr::Index(i) => {
+                self.inside(&mut i.expr);
+                self.value(&mut i.index);
+            }
+            Expr::Range(r) => {
+                for end in [&mut r.start, &mut r.end].into_iter().flatten() {
+                    self.value(end);
+                }
+            }
+            // Branches: the value each one ends in.
+            Expr::If(i) => {
+                self.tail(&mut i.then_branch);
+                if let Some((_, other)) = &mut i.else_branch {
+                    self.value(other);
+                }
+            }
+            Expr::Match(m) => m.arms.iter_mut().for_each(|arm| self.value(&mut arm.body)),
+            Expr::Block(b) => self.tail(&mut b.block),
             Expr::Paren(p) => self.inside(&mut p.expr),
             Expr::Group(g) => self.inside(&mut g.expr),
             _ => {}
+        }
+    }
+
+    /// The value a block ends in, if it ends in one.
+    fn tail(&self, block: &mut syn::Block) {
+        if let Some(syn::Stmt::Expr(e, None)) = block.stmts.last_mut() {
+            self.value(e);
         }
     }
 }
@@ -274,7 +320,14 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         ReturnType::Type(_, ty) => ty.to_token_stream(),
     };
     let key = args.key();
-    let args_names = arg_names(&sig);
+    // The arguments the body mentions: those the key must leave to it. An
+    // argument the body never names may be consumed by the key (it need not
+    // be `Clone`, and is not copied).
+    let body_stream = block.to_token_stream();
+    let args_names: Vec<Ident> = arg_names(&sig)
+        .into_iter()
+        .filter(|name| crate::validate::find_ident(&body_stream, &name.to_string()).is_some())
+        .collect();
     let key_span = bounds(key).0;
     let call_site = Span::call_site();
 
@@ -353,7 +406,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         // expression (from its first to its last token), which is where
         // rustc points when the flight does not fit the return type.
         let found = spanned_call(
-            quote_spanned!(first=> &#flight),
+            quote_spanned!(first=> #flight),
             "__idem_flight",
             TokenStream::new(),
             (first, last),
@@ -600,6 +653,13 @@ mod tests {
             ("a + b", vec!["a", "b"]),
             ("Some(self.id)", vec!["self . id"]),
             ("(C, Some(a))", vec!["C", "a"]),
+            ("parse(a)?", vec!["a"]),
+            ("canon(a).await", vec!["a"]),
+            ("parse(a).id", vec!["a"]),
+            ("load(a)[b]", vec!["a", "b"]),
+            ("f(a) as u64", vec!["a"]),
+            ("if c { f(a) } else { b }", vec!["a", "b"]),
+            ("match x { 0 => a, _ => b }", vec!["a", "b"]),
         ] {
             let out = owned(key);
             for place in cloned {
@@ -619,9 +679,6 @@ mod tests {
             let out = owned(key);
             assert!(!out.contains("key_of"), "{key}: {out}");
         }
-        assert!(
-            owned("K { a }").contains("a : :: idem"),
-            "shorthand expanded"
-        );
+        assert!(owned("K { a }").contains("a : {"), "shorthand expanded");
     }
 }

@@ -301,7 +301,7 @@ pub(crate) fn bindings(pat: &Pat, out: &mut Vec<syn::Ident>) {
 
 /// The first use of an identifier in a token stream, macro arguments and
 /// names captured by format strings (`"{name}"`) included.
-fn find_ident(tokens: &TokenStream, name: &str) -> Option<Span> {
+pub(crate) fn find_ident(tokens: &TokenStream, name: &str) -> Option<Span> {
     tokens.clone().into_iter().find_map(|tt| match tt {
         TokenTree::Ident(i) if i == name => Some(i.span()),
         TokenTree::Group(g) => find_ident(&g.stream(), name),

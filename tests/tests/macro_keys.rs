@@ -68,6 +68,59 @@ async fn in_operator(name: String, runs: Counter) -> String {
     name
 }
 
+// A reference argument passed to a function taking a coarser reference:
+// the clone must not stop `&String` from coercing to `&str`.
+fn shout(s: &str) -> String {
+    s.to_uppercase()
+}
+
+#[idempotent(key = shout(name), ttl = "1m")]
+async fn coerces(name: &String, runs: Counter) -> usize {
+    runs.hit();
+    name.len()
+}
+
+/// Not `Clone`: a key may consume it when the body does not use it.
+struct Request {
+    id: u64,
+}
+
+fn request_key(r: Request) -> u64 {
+    r.id
+}
+
+#[idempotent(key = request_key(req), ttl = "1m")]
+async fn consumes_an_unused_argument(req: Request, runs: Counter) -> u64 {
+    runs.hit();
+    7
+}
+
+fn parse(s: String) -> Result<u64, String> {
+    s.parse().map_err(|_| s)
+}
+
+async fn canon(s: String) -> String {
+    s.trim().to_string()
+}
+
+#[idempotent(key = parse(text)?, ttl = "1m")]
+async fn behind_try(text: String, runs: Counter) -> Result<String, String> {
+    runs.hit();
+    Ok(text)
+}
+
+#[idempotent(key = canon(text).await, ttl = "1m")]
+async fn behind_await(text: String, runs: Counter) -> String {
+    runs.hit();
+    text
+}
+
+#[idempotent(key = if loud { shout(&text) } else { text }, ttl = "1m")]
+async fn in_a_branch(text: String, loud: bool, runs: Counter) -> String {
+    runs.hit();
+    text
+}
+
 struct Service {
     prefix: String,
     flight: SingleFlight<Option<String>, String>,
@@ -144,4 +197,29 @@ fn distinct_keys_do_not_coalesce() {
     assert_eq!(Probe::new(in_option("a".into(), runs.clone())).ready(), "A");
     assert_eq!(Probe::new(in_option("b".into(), runs.clone())).ready(), "B");
     assert_eq!(runs.get(), 2);
+}
+
+#[test]
+fn a_reference_argument_still_coerces() {
+    let name = "abc".to_string();
+    assert_eq!(twice(|r| coerces(&name, r)), 3);
+}
+
+#[test]
+fn an_argument_the_body_does_not_use_is_consumed_not_cloned() {
+    assert_eq!(
+        twice(|r| consumes_an_unused_argument(Request { id: 1 }, r)),
+        7
+    );
+}
+
+#[test]
+fn arguments_behind_try_await_and_branches_are_left_to_the_body() {
+    assert_eq!(twice(|r| behind_try("12".into(), r)), Ok("12".into()));
+    let runs = Counter::new();
+    let err = Probe::new(behind_try("x".into(), runs.clone())).ready();
+    assert_eq!(err, Err("x".to_string()), "the key's `?` returns early");
+    assert_eq!(runs.get(), 0, "before the body runs");
+    assert_eq!(twice(|r| behind_await(" a ".into(), r)), " a ");
+    assert_eq!(twice(|r| in_a_branch("b".into(), false, r)), "b");
 }
