@@ -126,6 +126,35 @@ async fn max_entries_bounds_stored_results() {
 }
 
 #[tokio::test]
+async fn a_new_result_is_not_evicted_by_its_own_store() {
+    // A full shard whose results were all asked for again: the newcomer used
+    // to enter the probationary queue first and be evicted to make room for
+    // itself, so a retry within the ttl ran the work again.
+    let flight: SingleFlight<u64, u64> = SingleFlight::builder()
+        .ttl(TTL)
+        .max_entries(10)
+        .shards(1)
+        .build()
+        .unwrap();
+    for k in 0..10 {
+        flight.run(k, || async move { Ok(k) }).await.unwrap();
+        flight.run(k, || async move { Ok(k) }).await.unwrap();
+    }
+    for k in 10..200 {
+        assert_eq!(
+            flight.run_with_outcome(k, || async move { Ok(k) }).await,
+            (Ok(k), Outcome::Executed)
+        );
+        assert_eq!(
+            flight.run_with_outcome(k, || async { Ok(0) }).await,
+            (Ok(k), Outcome::Cached),
+            "a retry right after the store of {k}"
+        );
+        assert_eq!(flight.len(), 10);
+    }
+}
+
+#[tokio::test]
 async fn running_flights_are_never_evicted() {
     let flight: SingleFlight<u64, u64> = SingleFlight::builder()
         .ttl(TTL)

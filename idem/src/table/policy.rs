@@ -79,7 +79,8 @@ impl Policy {
     }
 
     /// Admits a new stored result and returns the queue it goes to. The
-    /// caller then calls [`Policy::make_room`].
+    /// caller calls [`Policy::make_room`] first, so that the new result is
+    /// never the one evicted to make room for itself.
     pub(crate) fn admit(&mut self, t: Ticket) -> Queue {
         if self.ghost_set.contains_key(&t.hash) {
             self.main.push_back(t);
@@ -100,11 +101,13 @@ impl Policy {
         }
     }
 
-    /// Evicts until the shard holds at most its capacity; returns how many
-    /// results were evicted.
+    /// Evicts until one more result fits in the capacity; returns how many
+    /// results were evicted. As in the paper, eviction comes before
+    /// admission: a new result survives at least until the small queue has
+    /// taken in its capacity's worth of newer ones.
     pub(crate) fn make_room(&mut self, table: &mut impl Resident) -> u64 {
         let mut evicted = 0;
-        while self.live() > self.capacity {
+        while self.live() >= self.capacity {
             let from_small = self.small_live >= self.small_capacity || self.main_live == 0;
             if !(from_small && self.evict_small(table)) {
                 self.evict_main(table);
@@ -222,9 +225,27 @@ mod tests {
 
     fn insert(p: &mut Policy, f: &mut Fake, id: u64) -> u64 {
         let t = Ticket { hash: id, id };
+        let evicted = p.make_room(f);
         let q = p.admit(t);
         f.live.insert(id, (0, q));
-        p.make_room(f)
+        evicted
+    }
+
+    #[test]
+    fn a_new_result_is_never_evicted_to_make_room_for_itself() {
+        // Full of results that were all hit: the newcomer must still stay,
+        // and stay until the next admission.
+        let mut p = Policy::new(10);
+        let mut f = Fake::default();
+        for id in 0..10 {
+            insert(&mut p, &mut f, id);
+            f.live.get_mut(&id).unwrap().0 = 1;
+        }
+        for id in 10..200 {
+            assert_eq!(insert(&mut p, &mut f, id), 1);
+            assert!(f.live.contains_key(&id), "{id} evicted by its own store");
+            assert_eq!(f.live.len(), 10);
+        }
     }
 
     #[test]

@@ -332,23 +332,9 @@ impl<K, V, E> Shard<K, V, E> {
             drop(dead);
             return false;
         };
-        let id = map.next_id;
-        map.next_id += 1;
-        let queue = match &mut map.policy {
-            Some(p) => p.admit(Ticket { hash, id }),
-            None => Queue::Main,
-        };
-        // The old slot holds only an `Arc` of the flight, which the leader
-        // still owns: dropping it here runs no user code.
-        entry.into_mut().slot = Slot::Stored(Stored {
-            value,
-            expires,
-            freq: AtomicU8::new(0),
-            id,
-            queue,
-        });
-        map.stored += 1;
-        let first = map.stored == 1;
+        // Room first, then admission, so that the new result is never the
+        // one evicted. Eviction removes stored results only, never this
+        // flight's entry, which is looked up again below.
         if let Some(policy) = &mut map.policy {
             let n = policy.make_room(&mut TableView {
                 table: &mut map.table,
@@ -359,6 +345,27 @@ impl<K, V, E> Shard<K, V, E> {
                 self.counters.evictions.fetch_add(n, Relaxed);
             }
         }
+        let id = map.next_id;
+        map.next_id += 1;
+        let queue = match &mut map.policy {
+            Some(p) => p.admit(Ticket { hash, id }),
+            None => Queue::Main,
+        };
+        let entry = map
+            .table
+            .find_mut(hash, |e| e.slot.is_flight(flight))
+            .expect("eviction removes stored results only");
+        // The old slot holds only an `Arc` of the flight, which the leader
+        // still owns: dropping it here runs no user code.
+        entry.slot = Slot::Stored(Stored {
+            value,
+            expires,
+            freq: AtomicU8::new(0),
+            id,
+            queue,
+        });
+        map.stored += 1;
+        let first = map.stored == 1;
         drop(guard);
         drop(evicted);
         first
