@@ -177,3 +177,73 @@ async fn a_panicking_drop_in_forget_reaches_the_caller_and_leaves_the_table_cons
     }
     assert_eq!(flight.len(), 4);
 }
+
+/// A key whose `Drop` panics once armed. Equality and hashing look at `id`.
+#[derive(Debug, Clone)]
+struct KeyBomb {
+    id: u32,
+    armed: Arc<AtomicBool>,
+}
+
+impl PartialEq for KeyBomb {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for KeyBomb {}
+
+impl std::hash::Hash for KeyBomb {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl Drop for KeyBomb {
+    fn drop(&mut self) {
+        if self.armed.swap(false, SeqCst) {
+            panic!("key drop bomb");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_key_drop_when_the_leader_is_cancelled_still_wakes_the_waiters() {
+    let flight: SingleFlight<KeyBomb, u32> = SingleFlight::new();
+    let armed = Arc::new(AtomicBool::new(false));
+    let key = |armed: &Arc<AtomicBool>| KeyBomb {
+        id: 1,
+        armed: armed.clone(),
+    };
+    let mut leader = Probe::new(flight.run(key(&armed), std::future::pending));
+    leader.pending();
+    let mut waiter = Probe::new(
+        flight.run_with_outcome(key(&Arc::new(AtomicBool::new(false))), || async { Ok(2) }),
+    );
+    waiter.pending();
+    // The key the table holds (the leader's) panics when it is dropped.
+    armed.store(true, SeqCst);
+    assert!(
+        panics(move || drop(leader)),
+        "the cancelled leader's drop panics"
+    );
+    assert!(waiter.woken(), "the waiter is not left asleep");
+    assert_eq!(waiter.ready(), (Ok(2), Outcome::Executed));
+}
+
+#[tokio::test]
+async fn a_panicking_drop_does_not_stop_clear_halfway() {
+    let flight: SingleFlight<u32, Bomb> = SingleFlight::builder()
+        .ttl(Duration::from_secs(60))
+        .shards(64)
+        .build()
+        .unwrap();
+    let (clones, drops) = budgets();
+    for k in 0..1_000 {
+        let value = Bomb::new(k, &clones, &drops);
+        flight.run(k, || async { Ok(value) }).await.unwrap();
+    }
+    drops.store(true, SeqCst); // the first value dropped panics
+    assert!(panics(|| flight.clear()));
+    assert_eq!(flight.len(), 0, "every shard was emptied");
+}

@@ -21,7 +21,7 @@ use crate::sync::Arc;
 use crate::work::{self, run_work};
 use crate::{Error, Outcome};
 
-use shard::{Claim, Expired, Found, Shard};
+use shard::{Claim, Found, Removed, Shard};
 
 /// Coalesces concurrent calls that share a key into one execution, and
 /// optionally replays a successful result to later calls for a while.
@@ -198,7 +198,7 @@ impl<K, V, E> Inner<K, V, E> {
 /// Where a caller stands after looking its key up.
 enum Step<K, V, E> {
     Done(Result<V, Error<E>>, Outcome),
-    Lead(Arc<Flight<V, E>>, Expired<K, V, E>),
+    Lead(Arc<Flight<V, E>>, Removed<K, V, E>),
 }
 
 impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
@@ -455,6 +455,12 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
 
     /// [`forget`](Self::forget)s every key.
     ///
+    /// # Panics
+    ///
+    /// If the `Drop` of a key or value panics, after the table was emptied:
+    /// the other entries are still dropped while the panic unwinds (a second
+    /// panicking `Drop` aborts, as in any Rust collection).
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
@@ -468,9 +474,11 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
     /// # }
     /// ```
     pub fn clear(&self) {
-        for shard in self.inner.shards.iter() {
-            shard.clear();
-        }
+        // Every shard is emptied before any entry is dropped: a key or value
+        // whose `Drop` panics cannot leave later shards uncleared (the
+        // other entries are still dropped while that panic unwinds).
+        let cleared: Vec<_> = self.inner.shards.iter().map(Shard::clear).collect();
+        drop(cleared);
     }
 
     /// Entries held: running flights plus stored results (expired results
@@ -768,8 +776,10 @@ impl<K, V, E> Inner<K, V, E> {
     /// Removes an abandoned flight (if the table still holds it) and wakes
     /// its waiters.
     fn abandon(&self, hash: u64, flight: &Arc<Flight<V, E>>) {
-        self.shard(hash).remove_flight(hash, flight);
+        let removed = self.shard(hash).remove_flight(hash, flight);
         flight.end(Ended::Abandoned);
+        // The key's `Drop` runs last: if it panics, the waiters are awake.
+        drop(removed);
     }
 }
 

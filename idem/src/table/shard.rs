@@ -38,13 +38,21 @@ pub(crate) enum Claim<K, V, E> {
     Join(Arc<Flight<V, E>>),
     /// Nothing (or an expired result): the caller inserted this new flight
     /// and must drive it.
-    Lead(Arc<Flight<V, E>>, Expired<K, V, E>),
+    Lead(Arc<Flight<V, E>>, Removed<K, V, E>),
 }
 
-/// The expired entry a new flight replaced, if any. The leader drops it
-/// once it holds its guard, so that a panicking `Drop` of the old key or
-/// value abandons the new flight cleanly instead of leaving it leaderless.
-pub(crate) struct Expired<K, V, E>(Option<Entry<K, V, E>>);
+/// An entry taken out of the table, if any, for the caller to drop once
+/// nothing waits on it: the expired entry a new flight replaced (dropped
+/// when the leader holds its guard, so that a panicking `Drop` of the old
+/// key or value abandons the new flight cleanly instead of leaving it
+/// leaderless), or an abandoned flight's entry (dropped after its waiters
+/// were woken, so that a panicking `Drop` of its key cannot keep them
+/// asleep).
+pub(crate) struct Removed<K, V, E>(Option<Entry<K, V, E>>);
+
+/// The entries one shard held when it was cleared: held only to be
+/// dropped, by the caller, outside the shard's lock.
+pub(crate) struct Cleared<K, V, E>(#[allow(dead_code)] HashTable<Entry<K, V, E>>);
 
 /// A cache-line-aligned shard, so that two shards' locks never share a line.
 #[repr(C, align(128))]
@@ -166,7 +174,10 @@ impl<K, V, E> Shard<K, V, E> {
     }
 
     /// Removes `flight`'s entry if the key still holds this very flight.
-    pub(crate) fn remove_flight(&self, hash: u64, flight: &Arc<Flight<V, E>>) {
+    /// The entry is returned, for the caller to drop after it has woken the
+    /// flight's waiters.
+    #[must_use = "the removed entry is dropped by the caller, after the wake-up"]
+    pub(crate) fn remove_flight(&self, hash: u64, flight: &Arc<Flight<V, E>>) -> Removed<K, V, E> {
         let mut map = self.map.write();
         let dead = map
             .table
@@ -174,7 +185,7 @@ impl<K, V, E> Shard<K, V, E> {
             .ok()
             .map(|entry| entry.remove().0);
         drop(map);
-        drop(dead);
+        Removed(dead)
     }
 
     /// Stored results in this shard.
@@ -248,7 +259,7 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         }
         bump(&self.counters.executions);
         drop(guard);
-        Claim::Lead(flight, Expired(expired))
+        Claim::Lead(flight, Removed(expired))
     }
 
     /// The stored, unexpired result for `key`. Counts for the eviction
@@ -371,8 +382,9 @@ impl<K, V, E> Shard<K, V, E> {
         first
     }
 
-    /// Removes every stored result and detaches every running flight.
-    pub(crate) fn clear(&self) {
+    /// Removes every stored result and detaches every running flight; the
+    /// entries are returned, for the caller to drop outside every lock.
+    pub(crate) fn clear(&self) -> Cleared<K, V, E> {
         let mut guard = self.map.write();
         let old = std::mem::take(&mut guard.table);
         guard.stored = 0;
@@ -380,7 +392,7 @@ impl<K, V, E> Shard<K, V, E> {
             **policy = Policy::new(policy.capacity());
         }
         drop(guard);
-        drop(old);
+        Cleared(old)
     }
 
     /// Removes the stored results that expired before `now`; returns how
