@@ -46,10 +46,15 @@ impl Drop for Polling {
     }
 }
 
-/// Creates and drives a flight's work: the closure call and every poll of
-/// its future run inside `catch_unwind`, and while they run the flight's
-/// identity is on this thread's [`POLLING`] stack. The work's future is
-/// pinned in place, inside the caller's own future: no allocation.
+/// Creates and drives a flight's work: the closure call, every poll of its
+/// future and the future's drop once it is done run inside `catch_unwind`,
+/// and while they run the flight's identity is on this thread's
+/// [`POLLING`] stack. The work's future is pinned in place, inside the
+/// caller's own future: no allocation.
+///
+/// A future whose `Drop` panics after it returned counts as panicked work:
+/// its result is not delivered, so that the panic reaches every caller as
+/// [`Panicked`] (the flight is not abandoned and run again).
 pub(crate) async fn run_work<F, Fut, T>(id: usize, f: F) -> Result<T, Panicked>
 where
     F: FnOnce() -> Fut,
@@ -59,13 +64,23 @@ where
         let _polling = Polling::enter(id);
         catch_unwind(AssertUnwindSafe(f)).map_err(|p| Panicked::from_payload(&*p))?
     };
-    let mut fut = pin!(fut);
+    let mut fut = pin!(Some(fut));
     poll_fn(|cx| {
         let _polling = Polling::enter(id);
-        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(poll) => poll.map(Ok),
-            Err(payload) => Poll::Ready(Err(Panicked::from_payload(&*payload))),
-        }
+        let Some(running) = fut.as_mut().as_pin_mut() else {
+            unreachable!("the work is not polled after it is done")
+        };
+        let out = match catch_unwind(AssertUnwindSafe(|| running.poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(out)) => Ok(out),
+            Err(payload) => Err(Panicked::from_payload(&*payload)),
+        };
+        // Done: drop the future here, where its panics are caught.
+        let dropped = catch_unwind(AssertUnwindSafe(|| fut.set(None)));
+        Poll::Ready(match (out, dropped) {
+            (Ok(_), Err(payload)) => Err(Panicked::from_payload(&*payload)),
+            (out, _) => out,
+        })
     })
     .await
 }

@@ -247,3 +247,52 @@ async fn a_panicking_drop_does_not_stop_clear_halfway() {
     assert!(panics(|| flight.clear()));
     assert_eq!(flight.len(), 0, "every shard was emptied");
 }
+
+/// A work future whose `Drop` panics (after it has returned its result).
+struct PanicsOnDrop<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for PanicsOnDrop<F> {
+    type Output = F::Output;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl<F> Drop for PanicsOnDrop<F> {
+    fn drop(&mut self) {
+        panic!("work drop bomb");
+    }
+}
+
+#[tokio::test]
+async fn a_work_future_whose_drop_panics_is_panicked_work_not_a_takeover() {
+    let flight: SingleFlight<u32, u32, ()> = SingleFlight::builder()
+        .ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let mut leader = Probe::new(flight.run_with_outcome(1, || {
+        PanicsOnDrop(Box::pin(async {
+            gate.wait().await;
+            Ok(1)
+        }))
+    }));
+    let mut waiter = Probe::new(flight.run_with_outcome(1, || async { Ok(2) }));
+    leader.pending();
+    waiter.pending();
+    gate.open();
+    // The work returned `Ok(1)`, then its drop panicked: both callers get
+    // the panic, and nothing runs a second time (it used to reach the
+    // leader's caller raw and hand the key to the waiter as if abandoned).
+    let (r, outcome) = leader.ready();
+    assert!(matches!(r, Err(idem::Error::Panicked(_))), "{r:?}");
+    assert_eq!(outcome, Outcome::Executed);
+    let (r, outcome) = waiter.ready();
+    assert!(matches!(r, Err(idem::Error::Panicked(_))), "{r:?}");
+    assert_eq!(outcome, Outcome::Coalesced);
+    let stats = flight.stats();
+    assert_eq!((stats.executions, stats.panics, stats.takeovers), (1, 1, 0));
+}
