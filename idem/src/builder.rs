@@ -95,7 +95,17 @@ impl<K, V, E> Builder<K, V, E> {
     /// S3-FIFO policy drops the result least likely to be asked for again.
     /// Running flights are not counted and never evicted.
     ///
-    /// Unbounded by default. Requires a [`ttl`](Builder::ttl).
+    /// The bound is split evenly over the shards (a table with fewer
+    /// entries than shards gets fewer shards), so keys that do not spread
+    /// perfectly see evictions a little before `max_entries` results are
+    /// stored. A new result goes to S3-FIFO's probationary queue, a tenth
+    /// of its shard's share (at least one): unless it is asked for again,
+    /// it is the next to go once that many newer results have been stored
+    /// in its shard. Size `max_entries` so that a retry comes back before
+    /// that.
+    ///
+    /// Unbounded by default. Requires a [`ttl`](Builder::ttl); with a zero
+    /// ttl nothing is stored and the bound is ignored.
     pub fn max_entries(mut self, max_entries: usize) -> Self {
         self.max_entries = Some(max_entries);
         self
@@ -158,8 +168,10 @@ impl<K, V, E> Builder<K, V, E> {
             None => default_shards(),
         };
         let ttl = self.ttl.filter(|t| !t.is_zero());
+        // A zero ttl stores nothing: there is nothing to bound.
+        let max_entries = self.max_entries.filter(|_| ttl.is_some());
         // Every shard must be able to hold at least one result.
-        let shards = match self.max_entries {
+        let shards = match max_entries {
             Some(n) if n < shards => prev_power_of_two(n),
             _ => shards,
         };
@@ -172,7 +184,7 @@ impl<K, V, E> Builder<K, V, E> {
         };
         Ok(Settings {
             ttl,
-            max_entries: self.max_entries,
+            max_entries,
             shards,
             sweep_interval,
         })
@@ -283,6 +295,12 @@ mod tests {
 
         let s = settings(Builder::new().ttl(Duration::ZERO)).unwrap();
         assert_eq!(s.ttl, None, "a zero ttl stores nothing");
+        let s = settings(Builder::new().ttl(Duration::ZERO).shards(64).max_entries(5)).unwrap();
+        assert_eq!(
+            (s.max_entries, s.shards),
+            (None, 64),
+            "nor bounds it, or cuts the shards"
+        );
 
         let s = settings(
             Builder::new()

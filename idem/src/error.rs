@@ -42,9 +42,11 @@ pub enum Error<E> {
     /// key is free again.
     Panicked(Panicked),
     /// A flight started by [`run_detached`](crate::SingleFlight::run_detached)
-    /// was dropped before it finished. Its task can only be dropped when its
-    /// tokio runtime shuts down; callers that brought their own work take the
-    /// flight over instead of seeing this.
+    /// ended without handing over a result: its task was dropped before it
+    /// finished (its tokio runtime shut down), or the `Clone` or `Drop` of a
+    /// key or value panicked in the task while the result was being stored.
+    /// Callers that brought their own work take the flight over instead of
+    /// seeing this.
     Aborted,
 }
 

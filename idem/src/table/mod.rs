@@ -211,8 +211,10 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
     /// drives it, inside its own future.
     ///
     /// `run` behaves as an `async fn` (nothing happens until the future is
-    /// polled, and the future is `Send` when the key, value, error and work
-    /// are); it is written as a plain `fn` so that the future is exactly
+    /// polled, and the future is `Send` when `K` and `V` are `Send + Sync`,
+    /// `E` is `Send`, and the work and its future are `Send`, since it
+    /// holds a reference to the shared table); it is written as a plain
+    /// `fn` so that the future is exactly
     /// [`run_with_outcome`](Self::run_with_outcome)'s, with no copy of the
     /// arguments beside it: in a storm every waiting caller's task holds one.
     ///
@@ -521,14 +523,19 @@ where
     /// a waiter (or the client's retry) runs it again. With `run_detached`, a
     /// client that times out and retries gets the first execution's result,
     /// and no caller, dropped, timed out or polled once and abandoned, can
-    /// cancel or stall the work.
+    /// cancel or stall the work, as long as the runtime it was spawned on
+    /// runs: the task goes to the runtime of the call that started the
+    /// flight, and a current-thread runtime runs its tasks only while some
+    /// thread drives it (`block_on`). A table shared by several runtimes
+    /// (a `static`, a macro's table) is best used from multi-thread ones.
     ///
     /// # Errors
     ///
-    /// As for [`run`](Self::run), and [`Error::Aborted`] if the task running
-    /// the work was dropped before it finished, which happens only when its
-    /// runtime shuts down. (Callers that joined such a flight with work of
-    /// their own take it over instead.)
+    /// As for [`run`](Self::run), and [`Error::Aborted`] if the task could
+    /// not hand the result over: it was dropped before it finished (its
+    /// runtime shut down), or the `Clone` or `Drop` of a key or value
+    /// panicked in it while the result was being stored. (Callers that
+    /// joined such a flight with work of their own take it over instead.)
     ///
     /// # Panics
     ///
