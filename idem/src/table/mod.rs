@@ -17,7 +17,7 @@ use crate::clock::Timestamp;
 use crate::error::Panicked;
 use crate::flight::{Ended, Flight, Wait};
 use crate::stats::{bump, Stats};
-use crate::sync::Arc;
+use crate::sync::{Arc, Mutex};
 use crate::work::{self, run_work};
 use crate::{Error, Outcome};
 
@@ -80,6 +80,18 @@ pub(crate) struct Inner<K, V, E> {
     sweeping: AtomicBool,
     /// Starts the sweeper; `None` for tables that store nothing.
     spawn_sweeper: Option<SpawnSweeper<K, V, E>>,
+    /// The latest sweeper task, aborted when the table is dropped so that
+    /// it does not linger until its next tick (up to a minute, or forever
+    /// with a huge `sweep_interval`).
+    sweeper_task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl<K, V, E> Drop for Inner<K, V, E> {
+    fn drop(&mut self) {
+        if let Some(task) = self.sweeper_task.lock().take() {
+            task.abort();
+        }
+    }
 }
 
 /// Starts a table's sweeper task on a runtime.
@@ -166,6 +178,7 @@ impl<K: Hash + Eq, V, E> SingleFlight<K, V, E> {
                 settings,
                 sweeping: AtomicBool::new(false),
                 spawn_sweeper,
+                sweeper_task: Mutex::new(None),
             }),
         }
     }

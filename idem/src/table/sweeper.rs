@@ -4,10 +4,12 @@
 //! of the call that stores the first result, and only while it holds stored
 //! results: the task ends when the table is empty of them (so an idle table
 //! costs nothing and a paused test clock is not advanced forever) and when
-//! the table is dropped (it holds only a `Weak`). If its runtime shuts down,
-//! the next stored result starts a new one on the caller's runtime. Without
-//! any tokio runtime, expired results are removed when their key is next
-//! claimed or when the policy evicts them.
+//! the table is dropped (it holds only a `Weak`, and the table aborts it).
+//! If its runtime shuts down, the next stored result starts a new one on the
+//! caller's runtime. Without any tokio runtime, or on one without timers,
+//! expired results are removed when their key is next claimed or when the
+//! policy evicts them (a table whose first sweeper found no timer does not
+//! try again: it would fail the same way on every store).
 
 use std::hash::Hash;
 use std::sync::atomic::{fence, Ordering::SeqCst};
@@ -52,15 +54,41 @@ where
         owns_flag: true,
     };
     let interval = inner.settings.sweep_interval;
-    handle.spawn(async move {
+    let task = handle.spawn(async move {
         let mut sweeper = sweeper;
         loop {
-            tokio::time::sleep(interval).await;
+            if !sleep(interval).await {
+                // No timer on this runtime: keep the flag, so that no other
+                // sweeper is started only to fail the same way.
+                sweeper.owns_flag = false;
+                return;
+            }
             if !sweeper.tick() {
                 return;
             }
         }
     });
+    *inner.sweeper_task.lock() = Some(task.abort_handle());
+}
+
+/// Sleeps for `interval`; `false`, at once, if the runtime has no timer
+/// (tokio panics then, in `sleep` or its first poll).
+#[cfg(not(idem_loom))]
+async fn sleep(interval: std::time::Duration) -> bool {
+    use std::future::Future;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::task::Poll;
+    let Ok(sleep) = catch_unwind(|| tokio::time::sleep(interval)) else {
+        return false;
+    };
+    let mut sleep = std::pin::pin!(sleep);
+    std::future::poll_fn(
+        |cx| match catch_unwind(AssertUnwindSafe(|| sleep.as_mut().poll(cx))) {
+            Ok(poll) => poll.map(|()| true),
+            Err(_) => Poll::Ready(false),
+        },
+    )
+    .await
 }
 
 #[cfg(not(idem_loom))]
@@ -100,11 +128,9 @@ impl<K: Hash + Eq, V: Clone, E> Sweeper<K, V, E> {
 impl<K, V, E> Drop for Sweeper<K, V, E> {
     fn drop(&mut self) {
         // The runtime shut down (or the table is gone): let the next stored
-        // result start a new sweeper.
-        // A sweeper that panicked (its runtime has no time driver, so
-        // `sleep` panics) keeps the flag: respawning it for every stored
-        // result would only panic again.
-        if self.owns_flag && !std::thread::panicking() {
+        // result start a new sweeper. (A runtime dropped while its thread
+        // unwinds from an unrelated panic, a failing test's, counts too.)
+        if self.owns_flag {
             if let Some(inner) = self.inner.upgrade() {
                 inner.sweeping.store(false, SeqCst);
             }
