@@ -132,6 +132,18 @@ impl<V, E> Slot<V, E> {
 }
 
 impl<K, V, E> Map<K, V, E> {
+    /// Gives memory back once most of the table is gone: after a burst of
+    /// concurrent keys in a table that stores nothing (each flight's entry
+    /// is removed when it ends), or once expired results are swept. A
+    /// shrink rehashes what is left, and comes only after three quarters of
+    /// the capacity was removed, so it costs O(1) per removal, amortised.
+    fn shrink_if_sparse(&mut self) {
+        let (len, capacity) = (self.table.len(), self.table.capacity());
+        if capacity > 64 && len < capacity / 4 {
+            self.table.shrink_to(len * 2, |e| e.hash);
+        }
+    }
+
     /// Bookkeeping for a stored result that left the table some other way
     /// than eviction. Compacts the policy's queues once their stale tickets
     /// outnumber the live ones, so that store/forget churn below the
@@ -184,6 +196,7 @@ impl<K, V, E> Shard<K, V, E> {
             .find_entry(hash, |e| e.slot.is_flight(flight))
             .ok()
             .map(|entry| entry.remove().0);
+        map.shrink_if_sparse();
         drop(map);
         Removed(dead)
     }
@@ -298,6 +311,7 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
             return false;
         };
         let removed = entry.remove().0;
+        map.shrink_if_sparse();
         let found = match &removed.slot {
             Slot::Flight(_) => true,
             Slot::Stored(s) => {
@@ -339,6 +353,7 @@ impl<K, V, E> Shard<K, V, E> {
         };
         let Some((value, expires)) = value else {
             let dead = entry.remove().0;
+            map.shrink_if_sparse();
             drop(guard);
             drop(dead);
             return false;
@@ -423,11 +438,7 @@ impl<K, V, E> Shard<K, V, E> {
                     evicted: &mut Vec::new(),
                 });
             }
-            // Give memory back once most of the table is gone.
-            let (len, capacity) = (map.table.len(), map.table.capacity());
-            if capacity > 64 && len < capacity / 4 {
-                map.table.shrink_to(len * 2, |e| e.hash);
-            }
+            map.shrink_if_sparse();
         }
         let remaining = map.stored;
         drop(guard);
