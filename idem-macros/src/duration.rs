@@ -30,6 +30,11 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
             ));
         }
         let number = rest[..digits].replace('_', "");
+        if number.is_empty() {
+            return Err(format!(
+                "expected a number at `{rest}`; write e.g. \"30s\" or \"1h30m\" (units: {UNITS})"
+            ));
+        }
         let n: u64 = number
             .parse()
             .map_err(|_| format!("`{}` is too large", &rest[..digits]))?;
@@ -68,6 +73,13 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_underscore_is_not_a_number() {
+        let e = parse("_s").unwrap_err();
+        assert!(e.starts_with("expected a number at `_s`"), "{e}");
+        assert_eq!(parse("1_000ms"), Ok(Duration::from_secs(1)));
+    }
 
     #[test]
     fn parses_single_and_combined_parts() {
