@@ -99,6 +99,15 @@ fn is_place(e: &Expr) -> bool {
     }
 }
 
+/// An expression without the parentheses (and invisible groups) around it.
+fn strip_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => strip_parens(&p.expr),
+        Expr::Group(g) => strip_parens(&g.expr),
+        e => e,
+    }
+}
+
 /// The root of a place (`order` in `order.items[0].id`), if it is a plain
 /// name.
 fn place_root(e: &Expr) -> Option<&Ident> {
@@ -133,9 +142,9 @@ fn cloned(e: &Expr) -> Expr {
 /// body: a place is cloned, and so is every place rooted at an argument in
 /// a position that would move it (see [`Owned`]). Any other expression's
 /// value is used as it is.
-fn owned(e: &Expr, args: &[Ident]) -> TokenStream {
+fn owned(e: &Expr, args: &[Ident], used: &[Ident]) -> TokenStream {
     let mut e = e.clone();
-    Owned { args }.top(&mut e);
+    Owned { args, used }.top(&mut e);
     e.into_token_stream()
 }
 
@@ -146,8 +155,18 @@ fn owned(e: &Expr, args: &[Ident]) -> TokenStream {
 /// cloned. A method call's receiver is left as it is (method calls
 /// auto-ref), and so is anything behind `&`. Macro invocations
 /// (`vec![name]`) are opaque: their arguments are not rewritten.
+///
+/// An argument passed whole (`f(req)`) that the body never mentions is left
+/// to the key to consume: it need not be `Clone`. A field, an element or a
+/// dereference of an argument (`f(req.tenant)`, `f(names[0])`, `f(*id)`) is
+/// cloned whatever the body does: the syntax cannot tell whether a
+/// reference or a smart pointer stands between the argument and the place,
+/// and moving out of those does not compile.
 struct Owned<'a> {
+    /// Every argument's name, `self` included.
     args: &'a [Ident],
+    /// The arguments the body mentions.
+    used: &'a [Ident],
 }
 
 impl Owned<'_> {
@@ -166,7 +185,9 @@ impl Owned<'_> {
     /// An expression in a value position.
     fn value(&self, e: &mut Expr) {
         if is_place(e) {
-            if place_root(e).is_some_and(|root| self.args.contains(root)) {
+            let Some(root) = place_root(e) else { return };
+            let whole = matches!(strip_parens(e), Expr::Path(_));
+            if self.args.contains(root) && (!whole || self.used.contains(root)) {
                 *e = cloned(e);
             }
         } else {
@@ -324,9 +345,11 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
     // argument the body never names may be consumed by the key (it need not
     // be `Clone`, and is not copied).
     let body_stream = block.to_token_stream();
-    let args_names: Vec<Ident> = arg_names(&sig)
-        .into_iter()
+    let args_names = arg_names(&sig);
+    let used_names: Vec<Ident> = args_names
+        .iter()
         .filter(|name| crate::validate::find_ident(&body_stream, &name.to_string()).is_some())
+        .cloned()
         .collect();
     let key_span = bounds(key).0;
     let call_site = Span::call_site();
@@ -417,7 +440,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         let mut fit_args = Group::new(Delimiter::Parenthesis, quote!(#found, #policy));
         fit_args.set_span(last);
         let fit = quote_spanned!(first=> ::idem::__private::fit #fit_args);
-        let key_value = owned(key, &args_names);
+        let key_value = owned(key, &args_names, &used_names);
         let driver = if detached {
             quote!(run_in_detached)
         } else {
@@ -461,7 +484,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
                 };
             }
         } else {
-            let key_value = owned(key, &args_names);
+            let key_value = owned(key, &args_names, &used_names);
             let classify = classify_key(quote!(&#key_var));
             // A tuple's elements are checked for borrows first, each at its
             // own span (see `idem::__private::key`).
@@ -629,7 +652,7 @@ mod tests {
         for value in ["a.b()", "f(a)", "format!(\"{a}\")", "(a, b)", "1", "&a"] {
             assert!(!is_place(&parse(value)), "{value}");
         }
-        let tuple = owned(&parse("(a.b, f(c))"), &[]).to_string();
+        let tuple = owned(&parse("(a.b, f(c))"), &[], &[]).to_string();
         assert!(tuple.contains("key_of (& (a . b))"), "{tuple}");
         assert!(tuple.contains("f (c)"), "{tuple}");
     }
@@ -641,7 +664,7 @@ mod tests {
             format_ident!("b"),
             format_ident!("self"),
         ];
-        let owned = |s: &str| owned(&syn::parse_str::<Expr>(s).unwrap(), &args).to_string();
+        let owned = |s: &str| owned(&syn::parse_str::<Expr>(s).unwrap(), &args, &args).to_string();
         let clone = |place: &str| format!("key_of (& ({place}))");
         for (key, cloned) in [
             ("Some(a)", vec!["a"]),
@@ -680,5 +703,16 @@ mod tests {
             assert!(!out.contains("key_of"), "{key}: {out}");
         }
         assert!(owned("K { a }").contains("a : {"), "shorthand expanded");
+    }
+
+    #[test]
+    fn an_argument_the_body_does_not_use_is_consumed_whole_but_its_parts_are_cloned() {
+        let args = [format_ident!("req"), format_ident!("self")];
+        let owned = |s: &str| owned(&syn::parse_str::<Expr>(s).unwrap(), &args, &[]).to_string();
+        assert!(!owned("f(req)").contains("key_of"), "moved whole");
+        assert!(!owned("f((req))").contains("key_of"), "moved whole");
+        for key in ["f(req.tenant)", "f(req[0])", "f(*req)", "f(self.tenant)"] {
+            assert!(owned(key).contains("key_of"), "{key}: behind a reference?");
+        }
     }
 }

@@ -307,8 +307,12 @@ pub(crate) fn find_ident(tokens: &TokenStream, name: &str) -> Option<Span> {
         TokenTree::Group(g) => find_ident(&g.stream(), name),
         TokenTree::Literal(l) => {
             let text = l.to_string();
-            let captured = text.starts_with('"')
-                && (text.contains(&format!("{{{name}}}")) || text.contains(&format!("{{{name}:")));
+            // Plain and raw strings (`"{name}"`, `r"{name}"`, `r#"{name}"#`).
+            let is_str = text.starts_with('"') || text.starts_with("r\"") || text.starts_with("r#");
+            let captured = is_str
+                && (text.contains(&format!("{{{name}}}"))
+                    || text.contains(&format!("{{{name}:"))
+                    || text.contains(&format!("{name}$")));
             captured.then(|| l.span())
         }
         _ => None,

@@ -470,31 +470,13 @@ where
     flight.fitted()
 }
 
-/// A key that a `flight` of keys `K` takes: `K` itself. A trait rather
-/// than a plain `K` parameter so that a mismatch is reported, at the key
-/// expression, with this message instead of a bare "mismatched types".
-#[diagnostic::on_unimplemented(
-    message = "the key of this `#[idempotent]` fn is a `{Self}`, but its `flight` takes `{K}` keys",
-    label = "a `{Self}`, not a `{K}`",
-    note = "the flight's type fixes the key type: convert the key to a `{K}`, or give the flight `{Self}` keys"
-)]
-pub trait FlightKey<K> {
-    /// The key, as the flight takes it.
-    fn into_flight_key(self) -> K;
-}
-
-impl<K> FlightKey<K> for K {
-    #[inline]
-    fn into_flight_key(self) -> K {
-        self
-    }
-}
-
-/// Checks the key of an `#[idempotent(flight = ...)]` fn against the
-/// flight's key type.
+/// Fixes the key of an `#[idempotent(flight = ...)]` fn to the flight's key
+/// type. A plain `K` parameter, so that a key whose type comes from that
+/// expectation (`id.into()`, `s.parse().unwrap_or_default()`) infers it; a
+/// key of another type is a "mismatched types" error at the key expression.
 #[inline]
-pub fn flight_key<K, V, E, Q: FlightKey<K>>(_flight: &SingleFlight<K, V, E>, key: Q) -> K {
-    key.into_flight_key()
+pub fn flight_key<K, V, E>(_flight: &SingleFlight<K, V, E>, key: K) -> K {
+    key
 }
 
 /// Clones the value of a key written as a place (`order.id`, `self.key`),

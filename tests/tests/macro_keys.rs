@@ -121,12 +121,64 @@ async fn in_a_branch(text: String, loud: bool, runs: Counter) -> String {
     text
 }
 
+/// Parts of arguments behind references: cloned even when the body does not
+/// use the argument (moving out of a reference would not compile).
+struct Tenant {
+    name: String,
+}
+
+fn tenant_key(name: String, id: u64) -> (String, u64) {
+    (name, id)
+}
+
+#[idempotent(key = tenant_key(tenant.name, id), ttl = "1m")]
+async fn a_field_behind_a_reference(tenant: &Tenant, id: u64, runs: Counter) -> u64 {
+    runs.hit();
+    id
+}
+
+#[idempotent(key = tenant_key(names[0], id), ttl = "1m")]
+async fn an_element_of_an_unused_argument(names: Vec<String>, id: u64, runs: Counter) -> u64 {
+    runs.hit();
+    id
+}
+
+static BY_ID: std::sync::LazyLock<SingleFlight<u64, u64>> = std::sync::LazyLock::new(|| {
+    SingleFlight::builder()
+        .ttl(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap()
+});
+
+/// The flight's key type drives the key's inference.
+#[idempotent(key = id.into(), flight = BY_ID)]
+async fn key_typed_by_its_flight(id: u32, runs: Counter) -> u64 {
+    runs.hit();
+    u64::from(id) * 2
+}
+
+/// The body uses `name` only inside a raw format string: still a use.
+#[idempotent(key = Some(name), ttl = "1m")]
+async fn used_in_a_raw_format_string(name: String, runs: Counter) -> String {
+    runs.hit();
+    format!(r"hello {name}")
+}
+
 struct Service {
     prefix: String,
     flight: SingleFlight<Option<String>, String>,
+    by_tenant: SingleFlight<(String, u64), u64>,
 }
 
 impl Service {
+    /// `self` is not used by the body: its field is still cloned, not
+    /// moved out of the `&self` borrow.
+    #[idempotent(key = tenant_key(self.prefix, id), flight = self.by_tenant)]
+    async fn unused_self_in_the_body(&self, id: u64, runs: Counter) -> u64 {
+        runs.hit();
+        id
+    }
+
     /// A field of `self` in a call: cloned, not moved out of the borrow.
     #[idempotent(key = Some(self.prefix), flight = self.flight)]
     async fn in_method(&self, runs: Counter) -> String {
@@ -187,8 +239,13 @@ fn a_field_of_self_in_a_call_is_cloned() {
             .ttl(std::time::Duration::from_secs(60))
             .build()
             .unwrap(),
+        by_tenant: SingleFlight::builder()
+            .ttl(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap(),
     };
     assert_eq!(twice(|r| svc.in_method(r)), "p");
+    assert_eq!(twice(|r| svc.unused_self_in_the_body(5, r)), 5);
 }
 
 #[test]
@@ -222,4 +279,27 @@ fn arguments_behind_try_await_and_branches_are_left_to_the_body() {
     assert_eq!(runs.get(), 0, "before the body runs");
     assert_eq!(twice(|r| behind_await(" a ".into(), r)), " a ");
     assert_eq!(twice(|r| in_a_branch("b".into(), false, r)), "b");
+}
+
+#[test]
+fn parts_of_arguments_are_cloned_even_when_the_body_does_not_use_them() {
+    let tenant = Tenant { name: "t".into() };
+    assert_eq!(twice(|r| a_field_behind_a_reference(&tenant, 3, r)), 3);
+    assert_eq!(
+        twice(|r| an_element_of_an_unused_argument(vec!["n".into()], 4, r)),
+        4
+    );
+}
+
+#[test]
+fn a_key_can_take_its_type_from_the_flight() {
+    assert_eq!(twice(|r| key_typed_by_its_flight(3, r)), 6);
+}
+
+#[test]
+fn a_capture_in_a_raw_format_string_counts_as_a_use() {
+    assert_eq!(
+        twice(|r| used_in_a_raw_format_string("ada".into(), r)),
+        "hello ada"
+    );
 }

@@ -50,9 +50,20 @@ pub(crate) enum Claim<K, V, E> {
 /// asleep).
 pub(crate) struct Removed<K, V, E>(Option<Entry<K, V, E>>);
 
-/// The entries one shard held when it was cleared: held only to be
-/// dropped, by the caller, outside the shard's lock.
-pub(crate) struct Cleared<K, V, E>(#[allow(dead_code)] HashTable<Entry<K, V, E>>);
+/// The entries one shard held when it was cleared, to be dropped by the
+/// caller outside the shard's lock.
+pub(crate) struct Cleared<K, V, E>(HashTable<Entry<K, V, E>>);
+
+impl<K, V, E> Drop for Cleared<K, V, E> {
+    /// One entry at a time: if a key's or value's `Drop` panics, the
+    /// iterator drops the rest while the panic unwinds (the table's own
+    /// `Drop` would leak them).
+    fn drop(&mut self) {
+        for entry in std::mem::take(&mut self.0) {
+            drop(entry);
+        }
+    }
+}
 
 /// A cache-line-aligned shard, so that two shards' locks never share a line.
 #[repr(C, align(128))]
