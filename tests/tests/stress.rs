@@ -9,8 +9,8 @@
 //! that everything a caller sees can be traced back to the execution that
 //! produced it.
 //!
-//! Each scenario runs twice per seed, without and with a ttl, in one of two
-//! worlds:
+//! Each scenario runs three times per seed (without a ttl, with one, and
+//! with one and a `max_entries` below the key count), in one of two worlds:
 //!
 //! * `threads`: a two-worker runtime on the real clock, for true
 //!   parallelism on the shard locks and flights;
@@ -84,6 +84,9 @@ struct Config {
     seed: u64,
     world: World,
     ttl: Option<Duration>,
+    /// A bound below the key count (with a ttl only), so that results are
+    /// evicted while the scenario runs.
+    max_entries: Option<usize>,
     shards: usize,
     cancel: bool,
     forget: bool,
@@ -538,9 +541,10 @@ async fn scenario(cfg: Config) -> Vec<String> {
         let b = SingleFlight::builder()
             .shards(cfg.shards)
             .sweep_interval(Duration::from_millis(1));
-        match cfg.ttl {
-            Some(ttl) => b.ttl(ttl).build().unwrap(),
-            None => b.build().unwrap(),
+        match (cfg.ttl, cfg.max_entries) {
+            (Some(ttl), Some(max)) => b.ttl(ttl).max_entries(max).build().unwrap(),
+            (Some(ttl), None) => b.ttl(ttl).build().unwrap(),
+            (None, _) => b.build().unwrap(),
         }
     };
     let state = Arc::new(State::new(cfg));
@@ -590,19 +594,22 @@ async fn scenario(cfg: Config) -> Vec<String> {
             .iter()
             .filter(|e| e.plan == Plan::Succeed && e.end.is_some())
             .count() as u64;
+        // Every stored result leaves once: it expires or is evicted (or is
+        // forgotten, which neither counts).
+        let left = s.expirations + s.evictions;
         if cfg.forget {
-            if s.expirations > stored {
+            if left > stored {
                 violations.push(format!(
-                    "{} expirations but only {stored} successes",
-                    s.expirations
+                    "{} expirations and {} evictions but only {stored} successes",
+                    s.expirations, s.evictions
                 ));
             }
-        } else if s.expirations != stored {
+        } else if left != stored {
             // Without forget, every success is stored, and every stored
-            // result expires exactly once.
+            // result expires or is evicted exactly once.
             violations.push(format!(
-                "{} expirations, expected one per success: {stored}",
-                s.expirations
+                "{} expirations and {} evictions, expected one per success: {stored}",
+                s.expirations, s.evictions
             ));
         }
     }
@@ -800,7 +807,6 @@ fn verify(state: &State, flight: &Table) -> Vec<String> {
         ("panics", stats.panics, ended(Plan::Panic)),
         ("coalesced", stats.coalesced, coalesced),
         ("hits", stats.hits, cached),
-        ("evictions", stats.evictions, 0),
     ];
     for (name, got, want) in expect {
         if got != want {
@@ -832,6 +838,19 @@ fn verify(state: &State, flight: &Table) -> Vec<String> {
         }
     } else if flight.len() > KEYS {
         v.push(format!("{} entries for {KEYS} keys", flight.len()));
+    }
+    match cfg.max_entries {
+        // Every flight has ended: only stored results are left.
+        Some(max) if flight.len() > max => {
+            v.push(format!("{} entries over max_entries({max})", flight.len()));
+        }
+        None if stats.evictions != 0 => {
+            v.push(format!(
+                "{} evictions in an unbounded table",
+                stats.evictions
+            ));
+        }
+        _ => {}
     }
     if stats.executions == 0 || (executed == 0 && !cfg.cancel) {
         v.push("the scenario ran nothing".to_string());
@@ -909,7 +928,7 @@ fn run(cfg: Config) {
     }
 }
 
-/// Runs every seed, without and with a ttl.
+/// Runs every seed: without a ttl, with one, and with one and a bound.
 fn each_seed(world: World, cancel: bool, forget: bool) {
     for seed in SEEDS {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
@@ -918,11 +937,13 @@ fn each_seed(world: World, cancel: bool, forget: bool) {
             World::Threads => rng.random_range(20..=800),
             World::Paused => rng.random_range(1000..=8000),
         };
-        for ttl in [None, Some(Duration::from_micros(ttl_us))] {
+        let ttl = Duration::from_micros(ttl_us);
+        for (ttl, max_entries) in [(None, None), (Some(ttl), None), (Some(ttl), Some(2))] {
             run(Config {
                 seed,
                 world,
                 ttl,
+                max_entries,
                 shards,
                 cancel,
                 forget,
