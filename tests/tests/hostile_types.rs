@@ -309,3 +309,69 @@ async fn a_work_future_whose_drop_panics_is_panicked_work_not_a_takeover() {
     let stats = flight.stats();
     assert_eq!((stats.executions, stats.panics, stats.takeovers), (1, 1, 0));
 }
+
+#[tokio::test]
+async fn a_panicking_key_drop_when_a_flight_ends_unstored_does_not_rerun_it() {
+    // A failure (never stored) and a success in a table that stores
+    // nothing both remove the flight's entry, dropping the table's key.
+    for store_nothing in [false, true] {
+        let flight: SingleFlight<KeyBomb, u32, &'static str> = if store_nothing {
+            SingleFlight::new()
+        } else {
+            SingleFlight::builder()
+                .ttl(Duration::from_secs(60))
+                .build()
+                .unwrap()
+        };
+        let armed = Arc::new(AtomicBool::new(false));
+        let key = || KeyBomb {
+            id: 1,
+            armed: armed.clone(),
+        };
+        let gate = Gate::new();
+        let mut leader = Probe::new(flight.run_with_outcome(key(), || async {
+            gate.wait().await;
+            if store_nothing {
+                Ok(1)
+            } else {
+                Err("declined")
+            }
+        }));
+        let mut waiter = Probe::new(flight.run_with_outcome(
+            KeyBomb {
+                id: 1,
+                armed: Arc::new(AtomicBool::new(false)),
+            },
+            || async { Ok(2) },
+        ));
+        leader.pending();
+        waiter.pending();
+        armed.store(true, SeqCst); // the leader's key, held by the table
+        gate.open();
+        assert!(
+            panics(|| leader.poll()),
+            "the leader's caller runs the Drop"
+        );
+        let expected = if store_nothing {
+            Ok(1)
+        } else {
+            Err(idem::Error::Failed("declined"))
+        };
+        assert_eq!(waiter.ready(), (expected, Outcome::Coalesced));
+        assert_eq!(flight.stats().executions, 1, "nothing ran twice");
+    }
+}
+
+#[tokio::test]
+async fn a_hit_whose_clone_panics_is_not_counted() {
+    let flight = table(None);
+    let (clones, drops) = budgets();
+    flight
+        .run(1, || async { Ok(Bomb::new(1, &clones, &drops)) })
+        .await
+        .unwrap();
+    clones.store(0, SeqCst);
+    let mut hit = Probe::new(flight.run(1, || async { Ok(Bomb::new(2, &clones, &drops)) }));
+    assert!(panics(|| hit.poll()));
+    assert_eq!(flight.stats().hits, 0);
+}

@@ -752,8 +752,10 @@ impl<K: Hash + Eq, V: Clone, E: Clone, R: Borrow<Arc<Inner<K, V, E>>>> Leader<K,
         // still do: if cloning the result for them panics, they are woken
         // (as if abandoned) rather than left asleep.
         let ender = Ender(Some(&flight));
-        let first = shard.settle(self.hash, &flight, store);
-        if first || !inner.sweeping.load(Relaxed) {
+        let settled = shard.settle(self.hash, &flight, store);
+        // Only a store can need a sweeper (a table that stores nothing, or a
+        // failure, skips the table-wide flag).
+        if settled.stored && (settled.first || !inner.sweeping.load(Relaxed)) {
             sweeper::ensure(inner);
         }
         // The table no longer holds the flight; if nobody else does, nobody
@@ -762,6 +764,9 @@ impl<K: Hash + Eq, V: Clone, E: Clone, R: Borrow<Arc<Inner<K, V, E>>>> Leader<K,
             flight.end(Ended::Done(r.clone()));
         }
         ender.disarm();
+        // Keys and values out of the table are dropped last: if one's `Drop`
+        // panics, the waiters already have the result.
+        drop(settled.leftovers);
         r
     }
 }

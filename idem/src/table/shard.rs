@@ -50,6 +50,33 @@ pub(crate) enum Claim<K, V, E> {
 /// asleep).
 pub(crate) struct Removed<K, V, E>(Option<Entry<K, V, E>>);
 
+/// What [`Shard::settle`] did.
+pub(crate) struct Settled<K, V, E> {
+    /// The result was stored.
+    pub(crate) stored: bool,
+    /// ...and made the shard go from no stored result to one (the sweeper
+    /// may have to be started).
+    pub(crate) first: bool,
+    /// Entries taken out of the table, to drop after the wake-up.
+    pub(crate) leftovers: Leftovers<K, V, E>,
+}
+
+impl<K, V, E> Default for Settled<K, V, E> {
+    fn default() -> Self {
+        Self {
+            stored: false,
+            first: false,
+            leftovers: Leftovers(None, Vec::new()),
+        }
+    }
+}
+
+/// The flight's own entry and the evicted ones, held only to be dropped.
+pub(crate) struct Leftovers<K, V, E>(
+    #[allow(dead_code)] Option<Entry<K, V, E>>,
+    #[allow(dead_code)] Vec<Entry<K, V, E>>,
+);
+
 /// The entries one shard held when it was cleared, to be dropped by the
 /// caller outside the shard's lock.
 pub(crate) struct Cleared<K, V, E>(HashTable<Entry<K, V, E>>);
@@ -130,9 +157,12 @@ impl<V: Clone> Stored<V> {
     /// clones the value.
     #[inline]
     fn hit(&self, hits: &AtomicU64) -> V {
+        // Cloned first: a `Clone` that panics answers nothing, so counts
+        // nothing.
+        let value = self.value.clone();
         self.touch();
         hits.fetch_add(1, Relaxed);
-        self.value.clone()
+        value
     }
 }
 
@@ -347,27 +377,31 @@ impl<K, V, E> Shard<K, V, E> {
     /// forgotten, and maybe claimed again by a newer flight, which must not
     /// be overwritten or removed: golang/go#31420).
     ///
-    /// Returns whether this store made the shard go from no stored result to
-    /// one (the sweeper may have to be started).
+    /// Returns what became of it; the entries it took out of the table (the
+    /// flight's own, or evicted results) are in [`Settled::leftovers`], for
+    /// the caller to drop once the flight's waiters are awake: a key's or
+    /// value's `Drop` that panics must not make them take over a flight
+    /// that has a result.
     pub(crate) fn settle(
         &self,
         hash: u64,
         flight: &Arc<Flight<V, E>>,
         value: Option<(V, Timestamp)>,
-    ) -> bool {
+    ) -> Settled<K, V, E> {
         let mut evicted = Vec::new();
         let mut guard = self.map.write();
         let map = &mut *guard;
         let Ok(entry) = map.table.find_entry(hash, |e| e.slot.is_flight(flight)) else {
-            drop(guard);
-            return false;
+            return Settled::default();
         };
         let Some((value, expires)) = value else {
             let dead = entry.remove().0;
             map.shrink_if_sparse();
             drop(guard);
-            drop(dead);
-            return false;
+            return Settled {
+                leftovers: Leftovers(Some(dead), evicted),
+                ..Settled::default()
+            };
         };
         // Room first, then admission, so that the new result is never the
         // one evicted. Eviction removes stored results only, never this
@@ -404,8 +438,11 @@ impl<K, V, E> Shard<K, V, E> {
         map.stored += 1;
         let first = map.stored == 1;
         drop(guard);
-        drop(evicted);
-        first
+        Settled {
+            stored: true,
+            first,
+            leftovers: Leftovers(None, evicted),
+        }
     }
 
     /// Removes every stored result and detaches every running flight; the
