@@ -61,10 +61,11 @@ pub struct Stats {
     /// previous execution was dropped.
     pub takeovers: u64,
     /// Stored results removed because their TTL had passed: by the sweeper,
-    /// by a call that found its key expired, or by `forget`.
+    /// by a call that found its key expired, by `forget`, or to make room in
+    /// a full shard (expired results go before any fresh one is evicted).
     pub expirations: u64,
-    /// Stored results removed to keep the table within `max_entries` (an
-    /// expired result that the policy drops first counts here).
+    /// Unexpired stored results removed to keep the table within
+    /// `max_entries`.
     pub evictions: u64,
 }
 

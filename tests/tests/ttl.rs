@@ -154,6 +154,36 @@ async fn a_new_result_is_not_evicted_by_its_own_store() {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn expired_results_make_room_before_a_fresh_one_is_evicted() {
+    // Results that were hit (so promoted past probation) then expired,
+    // with the next sweep a minute away: new results take their places
+    // instead of evicting each other.
+    let flight: SingleFlight<u64, u64> = SingleFlight::builder()
+        .ttl(Duration::from_secs(100))
+        .max_entries(10)
+        .shards(1)
+        .build()
+        .unwrap();
+    for k in 0..10 {
+        flight.run(k, || async move { Ok(k) }).await.unwrap();
+        flight.run(k, || async move { Ok(k) }).await.unwrap();
+    }
+    advance(Duration::from_secs(101)).await;
+    for k in 100..110 {
+        flight.run(k, || async move { Ok(k) }).await.unwrap();
+    }
+    for k in 100..110 {
+        assert_eq!(
+            flight.run_with_outcome(k, || async { Ok(0) }).await,
+            (Ok(k), Outcome::Cached),
+            "{k} was evicted while expired results stayed"
+        );
+    }
+    let stats = flight.stats();
+    assert_eq!((stats.expirations, stats.evictions), (10, 0));
+}
+
 #[tokio::test]
 async fn running_flights_are_never_evicted() {
     let flight: SingleFlight<u64, u64> = SingleFlight::builder()

@@ -40,6 +40,20 @@ pub(crate) trait Resident {
     fn set(&mut self, t: Ticket, freq: u8, queue: Queue);
     /// Removes the live result `t` refers to.
     fn evict(&mut self, t: Ticket);
+    /// Whether the live result `t` refers to has expired; `None` if there is
+    /// no such result.
+    fn expired(&mut self, t: Ticket) -> Option<bool>;
+    /// Removes the live, expired result `t` refers to and returns its queue.
+    fn remove_expired(&mut self, t: Ticket) -> Option<Queue>;
+}
+
+/// What [`Policy::make_room`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Room {
+    /// Fresh results evicted.
+    pub(crate) evicted: u64,
+    /// Expired results removed (they go first).
+    pub(crate) expired: u64,
 }
 
 /// The eviction state of one shard.
@@ -53,6 +67,9 @@ pub(crate) struct Policy {
     main_live: usize,
     ghost: VecDeque<u64>,
     ghost_set: HashMap<u64, u32, BuildHasherDefault<HashIsKey>>,
+    /// Every admitted result, in admission order. A table has one ttl, so
+    /// this is also expiry order: its live head is the first to expire.
+    by_age: VecDeque<Ticket>,
 }
 
 impl Policy {
@@ -67,6 +84,7 @@ impl Policy {
             main_live: 0,
             ghost: VecDeque::new(),
             ghost_set: HashMap::default(),
+            by_age: VecDeque::new(),
         }
     }
 
@@ -82,6 +100,7 @@ impl Policy {
     /// caller calls [`Policy::make_room`] first, so that the new result is
     /// never the one evicted to make room for itself.
     pub(crate) fn admit(&mut self, t: Ticket) -> Queue {
+        self.by_age.push_back(t);
         if self.ghost_set.contains_key(&t.hash) {
             self.main.push_back(t);
             self.main_live += 1;
@@ -105,16 +124,43 @@ impl Policy {
     /// results were evicted. As in the paper, eviction comes before
     /// admission: a new result survives at least until the small queue has
     /// taken in its capacity's worth of newer ones.
-    pub(crate) fn make_room(&mut self, table: &mut impl Resident) -> u64 {
-        let mut evicted = 0;
+    ///
+    /// Expired results go first, oldest first, before S3-FIFO evicts any
+    /// fresh one: a result the sweeper has not reached yet must not cost a
+    /// fresh one its place (a retry within the ttl would run again).
+    pub(crate) fn make_room(&mut self, table: &mut impl Resident) -> Room {
+        let mut room = Room::default();
         while self.live() >= self.capacity {
+            if let Some(queue) = self.remove_oldest_expired(table) {
+                self.removed(queue);
+                room.expired += 1;
+                continue;
+            }
             let from_small = self.small_live >= self.small_capacity || self.main_live == 0;
             if !(from_small && self.evict_small(table)) {
                 self.evict_main(table);
             }
-            evicted += 1;
+            room.evicted += 1;
         }
-        evicted
+        room
+    }
+
+    /// Removes the oldest live result if it has expired, skipping the
+    /// tickets of results that left some other way; its queue, if removed.
+    fn remove_oldest_expired(&mut self, table: &mut impl Resident) -> Option<Queue> {
+        while let Some(&t) = self.by_age.front() {
+            match table.expired(t) {
+                None => {
+                    self.by_age.pop_front();
+                }
+                Some(true) => {
+                    self.by_age.pop_front();
+                    return table.remove_expired(t);
+                }
+                Some(false) => return None,
+            }
+        }
+        None
     }
 
     /// Drops the queues' stale tickets once they outnumber the live ones.
@@ -124,6 +170,9 @@ impl Policy {
         }
         if self.main.len() > 2 * self.main_live + 32 {
             self.main.retain(|&t| table.freq(t).is_some());
+        }
+        if self.by_age.len() > 2 * self.live() + 32 {
+            self.by_age.retain(|&t| table.freq(t).is_some());
         }
     }
 
@@ -203,11 +252,13 @@ mod tests {
     use super::*;
     use std::collections::HashMap as Map;
 
-    /// A table of (id -> freq, queue), keyed by ticket id.
+    /// A table of (id -> freq, queue), keyed by ticket id; ids below
+    /// `expired_below` have expired.
     #[derive(Default)]
     struct Fake {
         live: Map<u64, (u8, Queue)>,
         evicted: Vec<u64>,
+        expired_below: u64,
     }
 
     impl Resident for Fake {
@@ -221,14 +272,60 @@ mod tests {
             self.live.remove(&t.id);
             self.evicted.push(t.id);
         }
+        fn expired(&mut self, t: Ticket) -> Option<bool> {
+            self.live
+                .contains_key(&t.id)
+                .then_some(t.id < self.expired_below)
+        }
+        fn remove_expired(&mut self, t: Ticket) -> Option<Queue> {
+            self.live.remove(&t.id).map(|(_, q)| q)
+        }
     }
 
     fn insert(p: &mut Policy, f: &mut Fake, id: u64) -> u64 {
         let t = Ticket { hash: id, id };
-        let evicted = p.make_room(f);
+        let room = p.make_room(f);
         let q = p.admit(t);
         f.live.insert(id, (0, q));
-        evicted
+        room.evicted + room.expired
+    }
+
+    #[test]
+    fn expired_results_make_room_before_fresh_ones_are_evicted() {
+        // Full of results that were all hit, then all expired: each new one
+        // takes an expired one's place, and every new one stays.
+        let mut p = Policy::new(10);
+        let mut f = Fake::default();
+        for id in 0..10 {
+            insert(&mut p, &mut f, id);
+            f.live.get_mut(&id).unwrap().0 = 1;
+        }
+        f.expired_below = 10;
+        for id in 10..20 {
+            let t = Ticket { hash: id, id };
+            assert_eq!(
+                p.make_room(&mut f),
+                Room {
+                    evicted: 0,
+                    expired: 1
+                }
+            );
+            let q = p.admit(t);
+            f.live.insert(id, (0, q));
+        }
+        assert!(
+            (10..20).all(|id| f.live.contains_key(&id)),
+            "no fresh result evicted"
+        );
+        assert!(f.evicted.is_empty());
+        // Then, fresh only: S3-FIFO as usual.
+        assert_eq!(
+            p.make_room(&mut f),
+            Room {
+                evicted: 1,
+                expired: 0
+            }
+        );
     }
 
     #[test]

@@ -196,6 +196,7 @@ impl<K, V, E> Map<K, V, E> {
             policy.compact(&mut TableView {
                 table: &mut self.table,
                 evicted: &mut Vec::new(),
+                now: Timestamp::now(),
             });
         }
     }
@@ -407,13 +408,17 @@ impl<K, V, E> Shard<K, V, E> {
         // one evicted. Eviction removes stored results only, never this
         // flight's entry, which is looked up again below.
         if let Some(policy) = &mut map.policy {
-            let n = policy.make_room(&mut TableView {
+            let room = policy.make_room(&mut TableView {
                 table: &mut map.table,
                 evicted: &mut evicted,
+                now: Timestamp::now(),
             });
-            if n > 0 {
-                map.stored -= n as usize;
-                self.counters.evictions.fetch_add(n, Relaxed);
+            map.stored -= (room.evicted + room.expired) as usize;
+            if room.evicted > 0 {
+                self.counters.evictions.fetch_add(room.evicted, Relaxed);
+            }
+            if room.expired > 0 {
+                self.counters.expirations.fetch_add(room.expired, Relaxed);
             }
         }
         let id = map.next_id;
@@ -484,6 +489,7 @@ impl<K, V, E> Shard<K, V, E> {
                 policy.compact(&mut TableView {
                     table: &mut map.table,
                     evicted: &mut Vec::new(),
+                    now,
                 });
             }
             map.shrink_if_sparse();
@@ -505,6 +511,8 @@ impl<K, V, E> Shard<K, V, E> {
 struct TableView<'a, K, V, E> {
     table: &'a mut HashTable<Entry<K, V, E>>,
     evicted: &'a mut Vec<Entry<K, V, E>>,
+    /// The time expiry is judged against.
+    now: Timestamp,
 }
 
 fn is_ticket<K, V, E>(e: &Entry<K, V, E>, t: Ticket) -> bool {
@@ -539,5 +547,20 @@ impl<K, V, E> Resident for TableView<'_, K, V, E> {
         if let Ok(e) = self.table.find_entry(t.hash, |e| is_ticket(e, t)) {
             self.evicted.push(e.remove().0);
         }
+    }
+
+    fn expired(&mut self, t: Ticket) -> Option<bool> {
+        let now = self.now;
+        self.stored(t).map(|s| !s.fresh(now))
+    }
+
+    fn remove_expired(&mut self, t: Ticket) -> Option<Queue> {
+        let entry = self.table.find_entry(t.hash, |e| is_ticket(e, t)).ok()?;
+        let queue = match &entry.get().slot {
+            Slot::Stored(s) => s.queue,
+            Slot::Flight(_) => unreachable!("tickets name stored results"),
+        };
+        self.evicted.push(entry.remove().0);
+        Some(queue)
     }
 }
