@@ -375,3 +375,17 @@ async fn a_hit_whose_clone_panics_is_not_counted() {
     assert!(panics(|| hit.poll()));
     assert_eq!(flight.stats().hits, 0);
 }
+
+#[tokio::test]
+async fn a_lone_caller_of_a_table_that_stores_nothing_clones_nothing() {
+    // Nobody else holds the flight, so its result is not cloned for
+    // waiters: a value whose clone would panic comes back whole.
+    let flight: SingleFlight<u32, Bomb> = SingleFlight::new();
+    let (clones, drops) = budgets();
+    clones.store(0, SeqCst);
+    let v = flight
+        .run(1, || async { Ok(Bomb::new(1, &clones, &drops)) })
+        .await
+        .unwrap();
+    assert_eq!(v.id, 1);
+}

@@ -129,6 +129,12 @@ impl Policy {
     /// fresh one: a result the sweeper has not reached yet must not cost a
     /// fresh one its place (a retry within the ttl would run again).
     pub(crate) fn make_room(&mut self, table: &mut impl Resident) -> Room {
+        // Tickets of results that left behind a live head (a hot key stored
+        // long ago, never expiring) are dropped only by a trim: once they
+        // outnumber the live ones. Amortised O(1) per store.
+        if self.by_age.len() > 2 * self.live() + 32 {
+            trim(&mut self.by_age, table);
+        }
         let mut room = Room::default();
         while self.live() >= self.capacity {
             if let Some(queue) = self.remove_oldest_expired(table) {
@@ -166,13 +172,13 @@ impl Policy {
     /// Drops the queues' stale tickets once they outnumber the live ones.
     pub(crate) fn compact(&mut self, table: &mut impl Resident) {
         if self.small.len() > 2 * self.small_live + 32 {
-            self.small.retain(|&t| table.freq(t).is_some());
+            trim(&mut self.small, table);
         }
         if self.main.len() > 2 * self.main_live + 32 {
-            self.main.retain(|&t| table.freq(t).is_some());
+            trim(&mut self.main, table);
         }
         if self.by_age.len() > 2 * self.live() + 32 {
-            self.by_age.retain(|&t| table.freq(t).is_some());
+            trim(&mut self.by_age, table);
         }
     }
 
@@ -226,6 +232,15 @@ impl Policy {
                 }
             }
         }
+    }
+}
+
+/// Drops a queue's stale tickets, and the memory they held: `retain` keeps
+/// the capacity, which a burst of churn would otherwise pin for good.
+fn trim(queue: &mut VecDeque<Ticket>, table: &mut impl Resident) {
+    queue.retain(|&t| table.freq(t).is_some());
+    if queue.capacity() > 4 * queue.len() + 64 {
+        queue.shrink_to(2 * queue.len());
     }
 }
 
@@ -288,6 +303,25 @@ mod tests {
         let q = p.admit(t);
         f.live.insert(id, (0, q));
         room.evicted + room.expired
+    }
+
+    #[test]
+    fn a_hot_head_does_not_let_the_age_queue_grow() {
+        // Ticket 0 is hit before every store and never expires: it stays at
+        // the head of the age queue, with every later (evicted) ticket
+        // behind it.
+        let mut p = Policy::new(10);
+        let mut f = Fake::default();
+        for id in 0..100_000 {
+            insert(&mut p, &mut f, id);
+            f.live.get_mut(&0).unwrap().0 = 3;
+            assert!(
+                p.by_age.len() <= 2 * 10 + 33,
+                "{} tickets at {id}",
+                p.by_age.len()
+            );
+        }
+        assert!(p.by_age.capacity() < 1_000);
     }
 
     #[test]

@@ -71,9 +71,9 @@ impl<K, V, E> Default for Settled<K, V, E> {
     }
 }
 
-/// The flight's own entry and the evicted ones, held only to be dropped.
+/// The flight's own key and the evicted entries, held only to be dropped.
 pub(crate) struct Leftovers<K, V, E>(
-    #[allow(dead_code)] Option<Entry<K, V, E>>,
+    #[allow(dead_code)] Option<K>,
     #[allow(dead_code)] Vec<Entry<K, V, E>>,
 );
 
@@ -396,11 +396,15 @@ impl<K, V, E> Shard<K, V, E> {
             return Settled::default();
         };
         let Some((value, expires)) = value else {
-            let dead = entry.remove().0;
+            let Entry { key, slot, .. } = entry.remove().0;
+            // The slot is this flight's `Arc`: dropping it runs no user
+            // code, and keeps the leader's count of who else holds the
+            // flight exact. The key is the caller's to drop.
+            drop(slot);
             map.shrink_if_sparse();
             drop(guard);
             return Settled {
-                leftovers: Leftovers(Some(dead), evicted),
+                leftovers: Leftovers(Some(key), evicted),
                 ..Settled::default()
             };
         };
