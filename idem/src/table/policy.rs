@@ -16,6 +16,8 @@
 //! head, and the queues are compacted when stale tickets outnumber live ones.
 
 use std::collections::{HashMap, VecDeque};
+
+use crate::clock::Timestamp;
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Which FIFO a stored result is in.
@@ -40,10 +42,10 @@ pub(crate) trait Resident {
     fn set(&mut self, t: Ticket, freq: u8, queue: Queue);
     /// Removes the live result `t` refers to.
     fn evict(&mut self, t: Ticket);
-    /// Whether the live result `t` refers to has expired; `None` if there is
-    /// no such result.
-    fn expired(&mut self, t: Ticket) -> Option<bool>;
-    /// Removes the live, expired result `t` refers to and returns its queue.
+    /// The time expiry is judged against.
+    fn now(&self) -> Timestamp;
+    /// Removes the live result `t` refers to, known to have expired, and
+    /// returns its queue; `None` if there is no such result.
     fn remove_expired(&mut self, t: Ticket) -> Option<Queue>;
 }
 
@@ -67,9 +69,10 @@ pub(crate) struct Policy {
     main_live: usize,
     ghost: VecDeque<u64>,
     ghost_set: HashMap<u64, u32, BuildHasherDefault<HashIsKey>>,
-    /// Every admitted result, in admission order. A table has one ttl, so
-    /// this is also expiry order: its live head is the first to expire.
-    by_age: VecDeque<Ticket>,
+    /// Every admitted result with its expiry, in admission order. A table
+    /// has one ttl, so this is also expiry order: while the head (live or
+    /// not) has not expired, no result has, and nothing is looked up.
+    by_age: VecDeque<(Ticket, Timestamp)>,
 }
 
 impl Policy {
@@ -99,8 +102,18 @@ impl Policy {
     /// Admits a new stored result and returns the queue it goes to. The
     /// caller calls [`Policy::make_room`] first, so that the new result is
     /// never the one evicted to make room for itself.
-    pub(crate) fn admit(&mut self, t: Ticket) -> Queue {
-        self.by_age.push_back(t);
+    pub(crate) fn admit(&mut self, t: Ticket, expires: Timestamp) -> Queue {
+        // The age queue is not kept exact: it holds the tickets of results
+        // that left some other way too (evicted, forgotten), and a live
+        // head (a hot key) would keep every ticket behind it. Past twice the
+        // capacity, its oldest half goes, without looking anything up: a
+        // live result whose ticket went still expires, and is removed by the
+        // sweeper or its next call, only not ahead of eviction.
+        if self.by_age.len() >= 2 * self.capacity + 32 {
+            let excess = self.by_age.len() - self.capacity;
+            self.by_age.drain(..excess);
+        }
+        self.by_age.push_back((t, expires));
         if self.ghost_set.contains_key(&t.hash) {
             self.main.push_back(t);
             self.main_live += 1;
@@ -129,12 +142,6 @@ impl Policy {
     /// fresh one: a result the sweeper has not reached yet must not cost a
     /// fresh one its place (a retry within the ttl would run again).
     pub(crate) fn make_room(&mut self, table: &mut impl Resident) -> Room {
-        // Tickets of results that left behind a live head (a hot key stored
-        // long ago, never expiring) are dropped only by a trim: once they
-        // outnumber the live ones. Amortised O(1) per store.
-        if self.by_age.len() > 2 * self.live() + 32 {
-            trim(&mut self.by_age, table);
-        }
         let mut room = Room::default();
         while self.live() >= self.capacity {
             if let Some(queue) = self.remove_oldest_expired(table) {
@@ -154,16 +161,14 @@ impl Policy {
     /// Removes the oldest live result if it has expired, skipping the
     /// tickets of results that left some other way; its queue, if removed.
     fn remove_oldest_expired(&mut self, table: &mut impl Resident) -> Option<Queue> {
-        while let Some(&t) = self.by_age.front() {
-            match table.expired(t) {
-                None => {
-                    self.by_age.pop_front();
-                }
-                Some(true) => {
-                    self.by_age.pop_front();
-                    return table.remove_expired(t);
-                }
-                Some(false) => return None,
+        let now = table.now();
+        while let Some(&(t, expires)) = self.by_age.front() {
+            if now < expires {
+                return None;
+            }
+            self.by_age.pop_front();
+            if let Some(queue) = table.remove_expired(t) {
+                return Some(queue);
             }
         }
         None
@@ -176,9 +181,6 @@ impl Policy {
         }
         if self.main.len() > 2 * self.main_live + 32 {
             trim(&mut self.main, table);
-        }
-        if self.by_age.len() > 2 * self.live() + 32 {
-            trim(&mut self.by_age, table);
         }
     }
 
@@ -267,13 +269,27 @@ mod tests {
     use super::*;
     use std::collections::HashMap as Map;
 
-    /// A table of (id -> freq, queue), keyed by ticket id; ids below
-    /// `expired_below` have expired.
-    #[derive(Default)]
+    /// A table of (id -> freq, queue), keyed by ticket id, whose clock
+    /// reads `now`.
     struct Fake {
         live: Map<u64, (u8, Queue)>,
         evicted: Vec<u64>,
-        expired_below: u64,
+        now: Timestamp,
+    }
+
+    impl Default for Fake {
+        fn default() -> Self {
+            Self {
+                live: Map::new(),
+                evicted: Vec::new(),
+                now: Timestamp::now(),
+            }
+        }
+    }
+
+    /// An expiry an hour from now: the results [`insert`] admits.
+    fn expires() -> Timestamp {
+        Timestamp::now().saturating_add(std::time::Duration::from_secs(3600))
     }
 
     impl Resident for Fake {
@@ -287,10 +303,8 @@ mod tests {
             self.live.remove(&t.id);
             self.evicted.push(t.id);
         }
-        fn expired(&mut self, t: Ticket) -> Option<bool> {
-            self.live
-                .contains_key(&t.id)
-                .then_some(t.id < self.expired_below)
+        fn now(&self) -> Timestamp {
+            self.now
         }
         fn remove_expired(&mut self, t: Ticket) -> Option<Queue> {
             self.live.remove(&t.id).map(|(_, q)| q)
@@ -300,7 +314,7 @@ mod tests {
     fn insert(p: &mut Policy, f: &mut Fake, id: u64) -> u64 {
         let t = Ticket { hash: id, id };
         let room = p.make_room(f);
-        let q = p.admit(t);
+        let q = p.admit(t, expires());
         f.live.insert(id, (0, q));
         room.evicted + room.expired
     }
@@ -334,7 +348,8 @@ mod tests {
             insert(&mut p, &mut f, id);
             f.live.get_mut(&id).unwrap().0 = 1;
         }
-        f.expired_below = 10;
+        // Two hours later, all ten have expired.
+        f.now = expires().saturating_add(std::time::Duration::from_secs(3600));
         for id in 10..20 {
             let t = Ticket { hash: id, id };
             assert_eq!(
@@ -344,7 +359,10 @@ mod tests {
                     expired: 1
                 }
             );
-            let q = p.admit(t);
+            let q = p.admit(
+                t,
+                f.now.saturating_add(std::time::Duration::from_secs(3600)),
+            );
             f.live.insert(id, (0, q));
         }
         assert!(
@@ -405,7 +423,7 @@ mod tests {
         }
         assert_eq!(f.evicted, vec![0]);
         let t = Ticket { hash: 0, id: 100 };
-        assert_eq!(p.admit(t), Queue::Main);
+        assert_eq!(p.admit(t, expires()), Queue::Main);
     }
 
     #[test]
@@ -414,7 +432,7 @@ mod tests {
         let mut f = Fake::default();
         for id in 0..1000 {
             let t = Ticket { hash: id, id };
-            let q = p.admit(t);
+            let q = p.admit(t, expires());
             f.live.insert(id, (0, q));
             // Removed at once, as by expiry or forget.
             f.live.remove(&id);

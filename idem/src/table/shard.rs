@@ -428,7 +428,7 @@ impl<K, V, E> Shard<K, V, E> {
         let id = map.next_id;
         map.next_id += 1;
         let queue = match &mut map.policy {
-            Some(p) => p.admit(Ticket { hash, id }),
+            Some(p) => p.admit(Ticket { hash, id }, expires),
             None => Queue::Main,
         };
         let entry = map
@@ -553,9 +553,8 @@ impl<K, V, E> Resident for TableView<'_, K, V, E> {
         }
     }
 
-    fn expired(&mut self, t: Ticket) -> Option<bool> {
-        let now = self.now;
-        self.stored(t).map(|s| !s.fresh(now))
+    fn now(&self) -> Timestamp {
+        self.now
     }
 
     fn remove_expired(&mut self, t: Ticket) -> Option<Queue> {
