@@ -138,6 +138,16 @@ fn cloned(e: &Expr) -> Expr {
     })
 }
 
+/// `::idem::__private::<driver>(<args>).await`, located at `span`: with
+/// `detached`, the keyword, so that a body that is not `Send` or not
+/// `'static` is reported there.
+fn driver_call(driver: TokenStream, args: TokenStream, span: Span) -> TokenStream {
+    let path = quote_spanned!(span=> ::idem::__private::#driver);
+    let mut args = Group::new(Delimiter::Parenthesis, args);
+    args.set_span(span);
+    quote_spanned!(span=> #path #args .await)
+}
+
 /// A key expression as an owned value that leaves the arguments to the
 /// body: a place is cloned, and so is every place rooted at an argument in
 /// a position that would move it (see [`Owned`]). Any other expression's
@@ -446,14 +456,11 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         } else {
             quote!(run_in)
         };
-        // As below: with `detached`, the call is located at the keyword.
-        let driver_path = quote_spanned!(work_span=> ::idem::__private::#driver);
-        let mut driver_args = Group::new(
-            Delimiter::Parenthesis,
+        let call = driver_call(
+            driver,
             quote!(#flight_var, #adapter, #key_var, #work),
+            work_span,
         );
-        driver_args.set_span(work_span);
-        let driver_await = quote_spanned!(work_span=> .await);
         // The flight is evaluated first, so that the key can be checked
         // against its key type as an argument spanned like the user's key
         // expression: a mismatch is then one error, at the key, in words.
@@ -461,7 +468,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
             #classify_policy
             let (#flight_var, #adapter) = #fit;
             let #key_var = ::idem::__private::flight_key(#flight_var, #key_value);
-            #driver_path #driver_args #driver_await
+            #call
         }
     } else {
         let classify_key = |probe: TokenStream| {
@@ -551,16 +558,11 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         // The type of this closure differs for each instantiation of the
         // function's (and its impl's) generic parameters: one table each.
         let instantiation = quote_spanned!(call_site=> || {});
-        // With `detached`, the driver's call is located at the keyword too,
-        // so that a body that is not `Send` or not `'static` is reported
-        // there.
-        let driver_path = quote_spanned!(work_span=> ::idem::__private::#driver);
-        let mut driver_args = Group::new(
-            Delimiter::Parenthesis,
+        let call = driver_call(
+            driver,
             quote!(#slot_var, #instantiation, #policy, #kind, #key_var, || #config, #work,),
+            work_span,
         );
-        driver_args.set_span(work_span);
-        let driver_await = quote_spanned!(work_span=> .await);
         // The slot's `static` is in a block of its own, so that its name is
         // not in scope in the body (`Span::mixed_site` does not hide items):
         // a parameter, a `let` or a `static` of the user's named
@@ -573,7 +575,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
                 &#slot
             };
             #settings
-            #driver_path #driver_args #driver_await
+            #call
         }
     };
 
