@@ -14,11 +14,15 @@
 //! The queues hold tickets `(hash, id)`; an entry removed some other way
 //! (expiry, `forget`) leaves a stale ticket that is skipped when it reaches a
 //! head, and the queues are compacted when stale tickets outnumber live ones.
+//!
+//! Before S3-FIFO evicts a fresh result, expired ones make room, oldest
+//! first: a third queue holds every admission with its expiry, in
+//! admission order, which is expiry order since a table has one ttl.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::clock::Timestamp;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// Which FIFO a stored result is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,8 +137,8 @@ impl Policy {
         }
     }
 
-    /// Evicts until one more result fits in the capacity; returns how many
-    /// results were evicted. As in the paper, eviction comes before
+    /// Makes room for one more result; returns what it removed. As in the
+    /// paper, eviction comes before
     /// admission: a new result survives at least until the small queue has
     /// taken in its capacity's worth of newer ones.
     ///
