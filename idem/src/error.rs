@@ -135,6 +135,12 @@ impl Panicked {
         Self { message }
     }
 
+    pub(crate) fn from_message(message: String) -> Self {
+        Self {
+            message: Arc::from(message),
+        }
+    }
+
     /// The panic message, or `<panic payload is not a string>` when the
     /// payload was neither a `&str` nor a `String`.
     pub fn message(&self) -> &str {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use idem::{Outcome, SingleFlight};
+use idem::{Error, Outcome, SingleFlight};
 use idem_tests::{Gate, Probe};
 
 /// A value whose clone panics once the `clones_left` budget is spent, and
@@ -69,47 +69,116 @@ fn table(max_entries: Option<usize>) -> SingleFlight<u32, Bomb> {
     }
 }
 
-#[tokio::test]
-async fn a_panicking_clone_for_the_store_abandons_the_flight_to_its_waiters() {
-    let flight = table(None);
-    let (clones, drops) = budgets();
-    let gate = Gate::new();
-    let mut leader = Probe::new(flight.run(1, || async {
-        gate.wait().await;
-        Ok(Bomb::new(1, &clones, &drops))
-    }));
-    let mut waiter =
-        Probe::new(flight.run_with_outcome(1, || async { Ok(Bomb::new(2, &clones, &drops)) }));
-    leader.pending();
-    waiter.pending();
-    clones.store(0, SeqCst); // the next clone (for the store) panics
-    gate.open();
-    assert!(panics(|| leader.poll()), "the leader's own call panics");
-    assert!(waiter.woken(), "the waiter is not left asleep");
-    let (v, outcome) = waiter.ready();
-    assert_eq!((v.unwrap().id, outcome), (2, Outcome::Executed));
+/// A leader whose work returns a `Bomb`, and two waiters with work of
+/// their own, all pending on the leader's gate; `runs` counts executions.
+struct Scene {
+    flight: SingleFlight<u32, Bomb>,
+    clones: Arc<AtomicUsize>,
+    drops: Arc<AtomicBool>,
+    gate: Gate,
+    runs: AtomicUsize,
+}
+
+impl Scene {
+    fn new() -> Self {
+        let (clones, drops) = budgets();
+        Self {
+            flight: table(None),
+            clones,
+            drops,
+            gate: Gate::new(),
+            runs: AtomicUsize::new(0),
+        }
+    }
+
+    fn call(
+        &self,
+        id: u32,
+    ) -> impl std::future::Future<
+        Output = (Result<Bomb, idem::Error<std::convert::Infallible>>, Outcome),
+    > + '_ {
+        self.flight.run_with_outcome(1, move || async move {
+            self.runs.fetch_add(1, SeqCst);
+            self.gate.wait().await;
+            Ok(Bomb::new(id, &self.clones, &self.drops))
+        })
+    }
 }
 
 #[tokio::test]
-async fn a_panicking_clone_for_the_waiters_wakes_them() {
-    let flight = table(None);
-    let (clones, drops) = budgets();
-    let gate = Gate::new();
-    let mut leader = Probe::new(flight.run(1, || async {
-        gate.wait().await;
-        Ok(Bomb::new(1, &clones, &drops))
-    }));
-    let mut waiter =
-        Probe::new(flight.run_with_outcome(1, || async { Ok(Bomb::new(2, &clones, &drops)) }));
+async fn a_panicking_clone_for_the_store_costs_the_store_only() {
+    let s = Scene::new();
+    let mut leader = Probe::new(s.call(1));
+    let mut waiters = [Probe::new(s.call(2)), Probe::new(s.call(3))];
     leader.pending();
-    waiter.pending();
-    clones.store(1, SeqCst); // the store's clone works, the waiters' panics
-    gate.open();
-    assert!(panics(|| leader.poll()));
-    assert!(waiter.woken());
-    // The result was stored before the panic: the waiter gets it.
-    let (v, outcome) = waiter.ready();
-    assert_eq!((v.unwrap().id, outcome), (1, Outcome::Cached));
+    waiters.iter_mut().for_each(Probe::pending);
+    s.clones.store(0, SeqCst); // the next clone (for the store) panics
+    s.gate.open();
+    let (v, outcome) = leader.ready();
+    assert_eq!((v.unwrap().id, outcome), (1, Outcome::Executed));
+    for w in &mut waiters {
+        assert!(w.woken(), "the waiters are not left asleep");
+        let (v, outcome) = w.ready();
+        assert_eq!((v.unwrap().id, outcome), (1, Outcome::Coalesced));
+    }
+    assert_eq!(
+        s.runs.load(SeqCst),
+        1,
+        "a work that succeeded never runs again"
+    );
+    assert!(s.flight.get(&1).is_none(), "nothing was stored");
+}
+
+#[tokio::test]
+async fn a_panicking_clone_for_the_waiters_gives_them_an_error_not_a_second_run() {
+    let s = Scene::new();
+    let mut leader = Probe::new(s.call(1));
+    let mut waiters = [Probe::new(s.call(2)), Probe::new(s.call(3))];
+    leader.pending();
+    waiters.iter_mut().for_each(Probe::pending);
+    s.clones.store(1, SeqCst); // the store's clone works, the one shared with the waiters panics
+    s.gate.open();
+    let (v, outcome) = leader.ready();
+    assert_eq!((v.unwrap().id, outcome), (1, Outcome::Executed));
+    for w in &mut waiters {
+        assert!(w.woken());
+        let (v, outcome) = w.ready();
+        let Err(Error::Panicked(p)) = v else {
+            panic!("expected a panic, got {v:?}")
+        };
+        assert!(p.message().contains("cloning its result"), "{p}");
+        assert!(p.message().contains("clone bomb"), "{p}");
+        assert_eq!(outcome, Outcome::Coalesced);
+    }
+    assert_eq!(
+        s.runs.load(SeqCst),
+        1,
+        "a work that succeeded never runs again"
+    );
+    assert_eq!(
+        s.flight.get(&1).map(|b| b.id),
+        Some(1),
+        "the result was stored"
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_clone_for_one_waiter_costs_that_waiter_only() {
+    let s = Scene::new();
+    let mut leader = Probe::new(s.call(1));
+    let mut waiters = [Probe::new(s.call(2)), Probe::new(s.call(3))];
+    leader.pending();
+    waiters.iter_mut().for_each(Probe::pending);
+    s.clones.store(2, SeqCst); // store and shared copy work; the first waiter's clone panics
+    s.gate.open();
+    assert_eq!(leader.ready().0.unwrap().id, 1);
+    let (first, second) = (waiters[0].ready(), waiters[1].ready());
+    assert!(
+        matches!(first, (Err(Error::Panicked(_)), Outcome::Coalesced)),
+        "{first:?}"
+    );
+    assert_eq!((second.0.unwrap().id, second.1), (1, Outcome::Coalesced));
+    assert_eq!(s.runs.load(SeqCst), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -215,27 +284,60 @@ impl Drop for KeyBomb {
 }
 
 #[tokio::test]
-async fn a_panicking_key_drop_when_the_leader_is_cancelled_still_wakes_the_waiters() {
+async fn a_panicking_key_drop_when_a_takeover_ends_still_wakes_the_waiters() {
     let flight: SingleFlight<KeyBomb, u32> = SingleFlight::new();
     let armed = Arc::new(AtomicBool::new(false));
     let key = |armed: &Arc<AtomicBool>| KeyBomb {
         id: 1,
         armed: armed.clone(),
     };
+    let unarmed = || key(&Arc::new(AtomicBool::new(false)));
     let mut leader = Probe::new(flight.run(key(&armed), std::future::pending));
     leader.pending();
-    let mut waiter = Probe::new(
-        flight.run_with_outcome(key(&Arc::new(AtomicBool::new(false))), || async { Ok(2) }),
-    );
-    waiter.pending();
-    // The key the table holds (the leader's) panics when it is dropped.
+    let work = || async { Ok(2) };
+    let mut waiters = [
+        Probe::new(flight.run_with_outcome(unarmed(), work)),
+        Probe::new(flight.run_with_outcome(unarmed(), work)),
+    ];
+    waiters.iter_mut().for_each(Probe::pending);
+    // The key the table holds (the leader's) panics when it is dropped:
+    // not when the leader is cancelled (the orphan keeps its entry), but
+    // when the takeover ends and the entry leaves the table.
     armed.store(true, SeqCst);
+    drop(leader);
+    assert!(waiters.iter().all(Probe::woken));
     assert!(
-        panics(move || drop(leader)),
-        "the cancelled leader's drop panics"
+        panics(|| waiters[0].poll()),
+        "the takeover's end drops the key"
     );
-    assert!(waiter.woken(), "the waiter is not left asleep");
-    assert_eq!(waiter.ready(), (Ok(2), Outcome::Executed));
+    assert!(waiters[1].woken(), "the other waiter is not left asleep");
+    assert_eq!(waiters[1].ready(), (Ok(2), Outcome::Coalesced));
+    assert!(flight.is_empty());
+}
+
+#[tokio::test]
+async fn a_panicking_key_drop_when_a_lone_leader_is_cancelled_leaves_the_key_free() {
+    let flight: SingleFlight<KeyBomb, u32> = SingleFlight::new();
+    let armed = Arc::new(AtomicBool::new(false));
+    let mut leader = Probe::new(flight.run(
+        KeyBomb {
+            id: 1,
+            armed: armed.clone(),
+        },
+        std::future::pending,
+    ));
+    leader.pending();
+    armed.store(true, SeqCst);
+    assert!(panics(move || drop(leader)), "nobody waits: the entry goes");
+    assert!(flight.is_empty());
+    let key = KeyBomb {
+        id: 1,
+        armed: Arc::new(AtomicBool::new(false)),
+    };
+    assert_eq!(
+        flight.run_with_outcome(key, || async { Ok(2) }).await,
+        (Ok(2), Outcome::Executed)
+    );
 }
 
 #[tokio::test]

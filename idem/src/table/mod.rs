@@ -15,13 +15,14 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use crate::builder::{self, Builder, Settings};
 use crate::clock::Timestamp;
 use crate::error::Panicked;
-use crate::flight::{Ended, Flight, Wait};
+use crate::flight::{Driver, Flight, Waited, Waiter};
 use crate::stats::{bump, Stats};
 use crate::sync::{Arc, Mutex};
 use crate::work::{self, run_work};
 use crate::{Error, Outcome};
 
-use shard::{Claim, Found, Removed, Shard};
+pub(crate) use shard::Shard;
+use shard::{Claim, Deferred, Found};
 
 /// Coalesces concurrent calls that share a key into one execution, and
 /// optionally replays a successful result to later calls for a while.
@@ -191,7 +192,7 @@ impl<K, V, E> Inner<K, V, E> {
     }
 
     #[inline]
-    fn shard(&self, hash: u64) -> &Shard<K, V, E> {
+    pub(crate) fn shard(&self, hash: u64) -> &Shard<K, V, E> {
         // Skip the top 7 bits: the map uses them inside the shard.
         let i = self.shift.map_or(0, |s| ((hash << 7) >> s) as usize);
         &self.shards[i]
@@ -211,7 +212,12 @@ impl<K, V, E> Inner<K, V, E> {
 /// Where a caller stands after looking its key up.
 enum Step<K, V, E> {
     Done(Result<V, Error<E>>, Outcome),
-    Lead(Arc<Flight<V, E>>, Removed<K, V, E>),
+    /// Drive this flight: a new one (with the expired entry it replaced, to
+    /// drop once the driver's guard is armed) or an orphan taken over.
+    Lead(Arc<Flight<V, E>>, Deferred<K, V, E>),
+    /// A detached caller's flight lost its task: it has no work left to
+    /// take over with.
+    Aborted,
 }
 
 impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
@@ -356,24 +362,25 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
         // Scoped so that the step's storage is not kept across the work's
         // `.await`: this future lives in every waiting caller's task, so
         // its size is paid per waiter.
-        let (id, leader) = match self.claim_or_wait(hash, &mut key, joined).await {
+        let driver = match self.claim_or_wait(hash, &mut key, joined, true).await {
             Step::Done(r, outcome) => return (r, outcome),
             Step::Lead(flight, expired) => {
-                let id = flight_id(&flight);
-                let leader = Leader::new(&self.inner, hash, flight);
+                let driver = Driver::new(&self.inner, hash, flight);
                 drop(expired);
-                (id, leader)
+                driver
             }
+            Step::Aborted => unreachable!("a caller with work can drive"),
         };
-        let r = run_work(id, f).await;
-        (leader.finish(r), Outcome::Executed)
+        let r = run_work(driver.flight_id(), f).await;
+        (driver.finish(r), Outcome::Executed)
     }
 
-    /// Looks the key up until the call has a result or must lead a new
-    /// flight, waiting on (and taking over from) flights as needed.
-    /// `joined` is the running flight the caller's first [`Shard::lookup`]
-    /// found, if any; when it found nothing, the first claim goes straight
-    /// to the exclusive lock.
+    /// Looks the key up until the call has a result or must drive a flight,
+    /// waiting on flights as needed. `joined` is the running flight the
+    /// caller's first [`Shard::lookup`] found, if any; when it found
+    /// nothing, the first claim goes straight to the exclusive lock.
+    /// `may_lead` says whether the caller brought work with which to take
+    /// over a flight whose driver was dropped.
     ///
     /// Only the flight being waited on is held across the `.await`, so that
     /// the future stays small: every waiting caller's task holds one.
@@ -382,27 +389,38 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
         hash: u64,
         key: &mut Option<K>,
         joined: Option<Arc<Flight<V, E>>>,
+        may_lead: bool,
     ) -> Step<K, V, E> {
         let shard = self.inner.shard(hash);
         let mut flight = match joined {
             Some(flight) => flight,
-            None => match step(shard, shard.claim_exclusive(hash, key), false) {
+            None => match step(shard.claim_exclusive(hash, key)) {
                 Ok(step) => return step,
                 Err(flight) => flight,
             },
         };
         loop {
-            assert!(!work::is_polling(flight_id(&flight)), "{REENTRANT}");
-            match Wait::new(flight).await {
-                Ended::Done(r) => {
+            let waiter = Waiter::new(shard, hash, flight, may_lead);
+            assert!(!work::is_polling(waiter.flight_id()), "{REENTRANT}");
+            let gone = match waiter.await {
+                Waited::Done(r) => {
                     bump(&shard.counters().coalesced);
                     return Step::Done(r, Outcome::Coalesced);
                 }
-                // The leader was dropped and has removed the flight: claim
-                // again; the first to do so leads.
-                Ended::Abandoned => {}
-            }
-            flight = match step(shard, shard.claim(hash, key), true) {
+                Waited::Lead(flight) => {
+                    bump(&shard.counters().takeovers);
+                    bump(&shard.counters().executions);
+                    return Step::Lead(flight, Deferred::none());
+                }
+                Waited::Orphaned => return Step::Aborted,
+                Waited::Gone(flight) => flight,
+            };
+            // Over without a result, and out of the table (taken out again
+            // here should an invariant be broken, so that this loop always
+            // moves on): look again.
+            drop(shard.remove_flight_if(hash, &gone, || true));
+            drop(gone);
+            flight = match step(shard.claim(hash, key)) {
                 Ok(step) => return step,
                 Err(flight) => flight,
             };
@@ -629,55 +647,53 @@ where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            panic!("idem: SingleFlight::run_detached must be called from within a tokio runtime");
-        };
         let hash = self.inner.hash(&key);
+        // A hit needs no runtime: the check comes when there is a task to
+        // spawn.
         let joined = match self.inner.shard(hash).lookup(hash, &key) {
             Some(Found::Hit(v)) => return (Ok(v), Outcome::Cached),
             Some(Found::Join(flight)) => Some(flight),
             None => None,
         };
         let mut key = Some(key);
-        let wait = match self.claim_or_wait(hash, &mut key, joined).await {
+        let (flight, expired) = match self.claim_or_wait(hash, &mut key, joined, true).await {
             Step::Done(r, outcome) => return (r, outcome),
-            Step::Lead(flight, expired) => {
-                let wait = Wait::new(Arc::clone(&flight));
-                let id = flight_id(&flight);
-                // The guard moves into the task: if the task is dropped
-                // unpolled (its runtime is shutting down), the flight is
-                // abandoned, not left stuck.
-                let leader = Leader::new(Arc::clone(&self.inner), hash, flight);
-                drop(expired);
-                runtime.spawn(async move {
-                    let r = run_work(id, f).await;
-                    // The waiters (if any are left) get the result through the flight.
-                    let _ = leader.finish(r);
-                });
-                wait
-            }
+            Step::Lead(flight, expired) => (flight, expired),
+            Step::Aborted => unreachable!("a caller with work can drive"),
         };
-        match wait.await {
-            Ended::Done(r) => (r, Outcome::Executed),
-            Ended::Abandoned => (Err(Error::Aborted), Outcome::Executed),
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // The guard is armed before the panic: the flight is orphaned
+            // to its waiters, not left without a driver.
+            let _driver = Driver::new(&self.inner, hash, flight);
+            panic!("idem: SingleFlight::run_detached must be called from within a tokio runtime");
+        };
+        let shard = self.inner.shard(hash);
+        // The spawning caller waits as a waiter without work: its work went
+        // to the task.
+        let waiter = Waiter::new(shard, hash, Arc::clone(&flight), false);
+        // The guard moves into the task: if the task is dropped unpolled
+        // (its runtime is shutting down), the flight is orphaned, not left
+        // stuck.
+        let driver = Driver::new(Arc::clone(&self.inner), hash, flight);
+        drop(expired);
+        runtime.spawn(async move {
+            let r = run_work(driver.flight_id(), f).await;
+            // The waiters (if any are left) get the result through the flight.
+            let _ = driver.finish(r);
+        });
+        match waiter.await {
+            Waited::Done(r) => (r, Outcome::Executed),
+            Waited::Orphaned => (Err(Error::Aborted), Outcome::Executed),
+            Waited::Lead(_) | Waited::Gone(_) => unreachable!("a waiter without work never drives"),
         }
     }
 }
 
 /// A claim as the step it ends in, or as the flight to wait on.
-fn step<K, V, E>(
-    shard: &Shard<K, V, E>,
-    claim: Claim<K, V, E>,
-    took_over: bool,
-) -> Result<Step<K, V, E>, Arc<Flight<V, E>>> {
+fn step<K, V, E>(claim: Claim<K, V, E>) -> Result<Step<K, V, E>, Arc<Flight<V, E>>> {
     match claim {
         Claim::Hit(v) => Ok(Step::Done(Ok(v), Outcome::Cached)),
-        Claim::Lead(flight, expired) => {
-            if took_over {
-                bump(&shard.counters().takeovers);
-            }
-            Ok(Step::Lead(flight, expired))
-        }
+        Claim::Lead(flight, expired) => Ok(Step::Lead(flight, expired)),
         Claim::Join(flight) => Err(flight),
     }
 }
@@ -702,109 +718,52 @@ impl<F: Future<Output = (T, Outcome)>, T> Future for ResultOnly<F> {
     }
 }
 
-fn flight_id<V, E>(flight: &Arc<Flight<V, E>>) -> usize {
-    Arc::as_ptr(flight) as usize
-}
-
-/// The leader's hold on its flight. Finishing it stores or removes the
-/// flight's entry and hands the result to the waiters; dropping it unfinished
-/// (the leader was cancelled) removes the entry and wakes the waiters so one
-/// of them can take over.
-struct Leader<K, V, E, R: Borrow<Arc<Inner<K, V, E>>>> {
-    inner: R,
-    hash: u64,
-    flight: Option<Arc<Flight<V, E>>>,
-    _types: std::marker::PhantomData<fn() -> K>,
-}
-
-impl<K: Hash + Eq, V: Clone, E: Clone, R: Borrow<Arc<Inner<K, V, E>>>> Leader<K, V, E, R> {
-    fn new(inner: R, hash: u64, flight: Arc<Flight<V, E>>) -> Self {
-        Self {
-            inner,
-            hash,
-            flight: Some(flight),
-            _types: std::marker::PhantomData,
-        }
+impl<K, V, E> Inner<K, V, E> {
+    /// Whether the table keeps successful results.
+    pub(crate) fn stores(&self) -> bool {
+        self.settings.ttl.is_some()
     }
 
-    fn finish(mut self, r: Result<Result<V, E>, Panicked>) -> Result<V, Error<E>> {
-        let inner = self.inner.borrow();
-        let shard = inner.shard(self.hash);
-        let r = match r {
+    /// Counts how a flight's work ended, and makes it the flight's result.
+    pub(crate) fn count_ending(
+        &self,
+        hash: u64,
+        r: Result<Result<V, E>, Panicked>,
+    ) -> Result<V, Error<E>> {
+        let counters = self.shard(hash).counters();
+        match r {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                bump(&shard.counters().failures);
+                bump(&counters.failures);
                 Err(Error::Failed(e))
             }
             Err(p) => {
-                bump(&shard.counters().panics);
+                bump(&counters.panics);
                 Err(Error::Panicked(p))
             }
-        };
-        // User code (`V::clone`) runs while the guard is still armed: if it
-        // panics, `Drop` abandons the flight and the waiters take over.
-        let store = match (&r, inner.settings.ttl) {
-            (Ok(v), Some(ttl)) => Some((v.clone(), Timestamp::now().saturating_add(ttl))),
-            _ => None,
-        };
-        let flight = self.flight.take().expect("a leader finishes once");
-        // From here the table no longer needs the guard, but the waiters
-        // still do: if cloning the result for them panics, they are woken
-        // (as if abandoned) rather than left asleep.
-        let ender = Ender(Some(&flight));
-        let settled = shard.settle(self.hash, &flight, store);
-        // Only a store can need a sweeper (a table that stores nothing, or a
-        // failure, skips the table-wide flag).
-        if settled.stored && (settled.first || !inner.sweeping.load(Relaxed)) {
-            sweeper::ensure(inner);
-        }
-        // The table no longer holds the flight; if nobody else does, nobody
-        // can be waiting for it.
-        if Arc::strong_count(&flight) > 1 {
-            flight.end(Ended::Done(r.clone()));
-        }
-        ender.disarm();
-        // Keys and values out of the table are dropped last: if one's `Drop`
-        // panics, the waiters already have the result.
-        drop(settled.leftovers);
-        r
-    }
-}
-
-/// Wakes a flight's waiters, as abandoned, if dropped armed.
-struct Ender<'a, V, E>(Option<&'a Arc<Flight<V, E>>>);
-
-impl<V, E> Ender<'_, V, E> {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl<V, E> Drop for Ender<'_, V, E> {
-    fn drop(&mut self) {
-        if let Some(flight) = self.0 {
-            flight.end(Ended::Abandoned);
         }
     }
-}
 
-impl<K, V, E, R: Borrow<Arc<Inner<K, V, E>>>> Drop for Leader<K, V, E, R> {
-    fn drop(&mut self) {
-        if let Some(flight) = self.flight.take() {
-            let inner = self.inner.borrow();
-            inner.abandon(self.hash, &flight);
+    /// Takes an ending flight out of the table: stores `value` in its place
+    /// (for the ttl), or removes it when there is nothing to store.
+    /// Returns what left the table, for the caller to drop after the
+    /// wake-up.
+    pub(crate) fn settle(
+        this: &Arc<Self>,
+        hash: u64,
+        flight: &Arc<Flight<V, E>>,
+        value: Option<V>,
+    ) -> Deferred<K, V, E> {
+        let store = value
+            .zip(this.settings.ttl)
+            .map(|(v, ttl)| (v, Timestamp::now().saturating_add(ttl)));
+        let settled = this.shard(hash).settle(hash, flight, store);
+        // Only a store can need a sweeper (a table that stores nothing, or
+        // a failure, skips the table-wide flag).
+        if settled.stored && (settled.first || !this.sweeping.load(Relaxed)) {
+            sweeper::ensure(this);
         }
-    }
-}
-
-impl<K, V, E> Inner<K, V, E> {
-    /// Removes an abandoned flight (if the table still holds it) and wakes
-    /// its waiters.
-    fn abandon(&self, hash: u64, flight: &Arc<Flight<V, E>>) {
-        let removed = self.shard(hash).remove_flight(hash, flight);
-        flight.end(Ended::Abandoned);
-        // The key's `Drop` runs last: if it panics, the waiters are awake.
-        drop(removed);
+        settled.deferred
     }
 }
 

@@ -38,27 +38,50 @@ pub(crate) enum Claim<K, V, E> {
     Join(Arc<Flight<V, E>>),
     /// Nothing (or an expired result): the caller inserted this new flight
     /// and must drive it.
-    Lead(Arc<Flight<V, E>>, Removed<K, V, E>),
+    Lead(Arc<Flight<V, E>>, Deferred<K, V, E>),
 }
 
-/// An entry taken out of the table, if any, for the caller to drop once
-/// nothing waits on it: the expired entry a new flight replaced (dropped
-/// when the leader holds its guard, so that a panicking `Drop` of the old
-/// key or value abandons the new flight cleanly instead of leaving it
-/// leaderless), or an abandoned flight's entry (dropped after its waiters
-/// were woken, so that a panicking `Drop` of its key cannot keep them
-/// asleep).
-pub(crate) struct Removed<K, V, E>(Option<Entry<K, V, E>>);
+/// What left the table under a shard's lock, held to be dropped by the
+/// caller once the lock is released and the flight's waiters are awake: a
+/// key's or value's `Drop` (user code) must neither run under the lock nor
+/// keep anyone waiting if it panics.
+///
+/// Dropped one entry at a time: if one `Drop` panics, the rest are still
+/// dropped while the panic unwinds (a `Vec` drops every element).
+#[must_use = "what left the table is dropped by the caller, after the lock and the wake-up"]
+pub(crate) struct Deferred<K, V, E> {
+    /// A flight's key, when its entry left the table without a result.
+    #[allow(dead_code, reason = "held only to be dropped")]
+    key: Option<K>,
+    #[allow(dead_code, reason = "held only to be dropped")]
+    entries: Vec<Entry<K, V, E>>,
+}
+
+impl<K, V, E> Deferred<K, V, E> {
+    pub(crate) fn none() -> Self {
+        Self {
+            key: None,
+            entries: Vec::new(),
+        }
+    }
+
+    fn entry(entry: Option<Entry<K, V, E>>) -> Self {
+        Self {
+            key: None,
+            entries: entry.into_iter().collect(),
+        }
+    }
+}
 
 /// What [`Shard::settle`] did.
 pub(crate) struct Settled<K, V, E> {
-    /// The result was stored.
+    /// The result was stored...
     pub(crate) stored: bool,
     /// ...and made the shard go from no stored result to one (the sweeper
     /// may have to be started).
     pub(crate) first: bool,
-    /// Entries taken out of the table, to drop after the wake-up.
-    pub(crate) leftovers: Leftovers<K, V, E>,
+    /// What left the table, to drop after the wake-up.
+    pub(crate) deferred: Deferred<K, V, E>,
 }
 
 impl<K, V, E> Default for Settled<K, V, E> {
@@ -66,28 +89,7 @@ impl<K, V, E> Default for Settled<K, V, E> {
         Self {
             stored: false,
             first: false,
-            leftovers: Leftovers(None, Vec::new()),
-        }
-    }
-}
-
-/// The flight's own key and the evicted entries, held only to be dropped.
-pub(crate) struct Leftovers<K, V, E>(
-    #[allow(dead_code)] Option<K>,
-    #[allow(dead_code)] Vec<Entry<K, V, E>>,
-);
-
-/// The entries one shard held when it was cleared, to be dropped by the
-/// caller outside the shard's lock.
-pub(crate) struct Cleared<K, V, E>(HashTable<Entry<K, V, E>>);
-
-impl<K, V, E> Drop for Cleared<K, V, E> {
-    /// One entry at a time: if a key's or value's `Drop` panics, the
-    /// iterator drops the rest while the panic unwinds (the table's own
-    /// `Drop` would leak them).
-    fn drop(&mut self) {
-        for entry in std::mem::take(&mut self.0) {
-            drop(entry);
+            deferred: Deferred::none(),
         }
     }
 }
@@ -227,20 +229,30 @@ impl<K, V, E> Shard<K, V, E> {
         stats.hits += self.map.read().hits.load(Relaxed);
     }
 
-    /// Removes `flight`'s entry if the key still holds this very flight.
-    /// The entry is returned, for the caller to drop after it has woken the
-    /// flight's waiters.
-    #[must_use = "the removed entry is dropped by the caller, after the wake-up"]
-    pub(crate) fn remove_flight(&self, hash: u64, flight: &Arc<Flight<V, E>>) -> Removed<K, V, E> {
+    /// Under the shard's lock, asks `end` whether `flight` is over and, if
+    /// so, removes its entry (if the key still holds this very flight). The
+    /// flight's transition and its removal are then one step for any caller
+    /// that looks the key up.
+    pub(crate) fn remove_flight_if(
+        &self,
+        hash: u64,
+        flight: &Arc<Flight<V, E>>,
+        end: impl FnOnce() -> bool,
+    ) -> Deferred<K, V, E> {
         let mut map = self.map.write();
+        if !end() {
+            return Deferred::none();
+        }
         let dead = map
             .table
             .find_entry(hash, |e| e.slot.is_flight(flight))
             .ok()
             .map(|entry| entry.remove().0);
-        map.shrink_if_sparse();
+        if dead.is_some() {
+            map.shrink_if_sparse();
+        }
         drop(map);
-        Removed(dead)
+        Deferred::entry(dead)
     }
 
     /// Stored results in this shard.
@@ -314,7 +326,7 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         }
         bump(&self.counters.executions);
         drop(guard);
-        Claim::Lead(flight, Removed(expired))
+        Claim::Lead(flight, Deferred::entry(expired))
     }
 
     /// The stored, unexpired result for `key`. Counts for the eviction
@@ -379,7 +391,7 @@ impl<K, V, E> Shard<K, V, E> {
     /// be overwritten or removed: golang/go#31420).
     ///
     /// Returns what became of it; the entries it took out of the table (the
-    /// flight's own, or evicted results) are in [`Settled::leftovers`], for
+    /// flight's own key, or evicted results) are in [`Settled::deferred`], for
     /// the caller to drop once the flight's waiters are awake: a key's or
     /// value's `Drop` that panics must not make them take over a flight
     /// that has a result.
@@ -404,7 +416,10 @@ impl<K, V, E> Shard<K, V, E> {
             map.shrink_if_sparse();
             drop(guard);
             return Settled {
-                leftovers: Leftovers(Some(key), evicted),
+                deferred: Deferred {
+                    key: Some(key),
+                    entries: evicted,
+                },
                 ..Settled::default()
             };
         };
@@ -450,13 +465,16 @@ impl<K, V, E> Shard<K, V, E> {
         Settled {
             stored: true,
             first,
-            leftovers: Leftovers(None, evicted),
+            deferred: Deferred {
+                key: None,
+                entries: evicted,
+            },
         }
     }
 
     /// Removes every stored result and detaches every running flight; the
     /// entries are returned, for the caller to drop outside every lock.
-    pub(crate) fn clear(&self) -> Cleared<K, V, E> {
+    pub(crate) fn clear(&self) -> Deferred<K, V, E> {
         let mut guard = self.map.write();
         let old = std::mem::take(&mut guard.table);
         guard.stored = 0;
@@ -464,7 +482,10 @@ impl<K, V, E> Shard<K, V, E> {
             **policy = Policy::new(policy.capacity());
         }
         drop(guard);
-        Cleared(old)
+        Deferred {
+            key: None,
+            entries: old.into_iter().collect(),
+        }
     }
 
     /// Removes the stored results that expired before `now`; returns how
