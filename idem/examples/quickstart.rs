@@ -42,23 +42,22 @@ async fn main() {
                 })
             })
             .collect();
-        let mut counts = [0usize; 3];
+        let mut counts = std::collections::HashMap::<Outcome, usize>::new();
         for task in tasks {
             let (profile, outcome) = task.await.expect("task panicked");
             assert!(profile
                 .expect("lookup failed")
                 .starts_with("profile of user"));
-            counts[match outcome {
-                Outcome::Executed => 0,
-                Outcome::Coalesced => 1,
-                Outcome::Cached => 2,
-            }] += 1;
+            *counts.entry(outcome).or_default() += 1;
         }
+        let count = |outcome| counts.get(&outcome).copied().unwrap_or(0);
         println!(
             "{label}: 1000 requests -> executed {}, coalesced {}, cached {}",
-            counts[0], counts[1], counts[2]
+            count(Outcome::Executed),
+            count(Outcome::Coalesced),
+            count(Outcome::Cached)
         );
-        assert_eq!(wave == 2, counts[2] == 1_000);
+        assert_eq!(wave == 2, count(Outcome::Cached) == 1_000);
     }
 
     println!(

@@ -42,11 +42,13 @@ pub enum Error<E> {
     /// key is free again.
     Panicked(Panicked),
     /// A flight started by [`run_detached`](crate::SingleFlight::run_detached)
-    /// ended without handing over a result: its task was dropped before it
-    /// finished (its tokio runtime shut down), or the `Clone` or `Drop` of a
-    /// key or value panicked in the task while the result was being stored.
-    /// Callers that brought their own work take the flight over instead of
-    /// seeing this.
+    /// lost its task before the work finished: the task was dropped, which
+    /// happens when its tokio runtime shuts down. Only the caller that
+    /// spawned the task sees this (its work went with the task); callers
+    /// that joined the flight with work of their own take it over instead.
+    ///
+    /// A `Clone` of a result that panics is reported as
+    /// [`Error::Panicked`], with a message that says so.
     Aborted,
 }
 

@@ -45,7 +45,8 @@
 //! * [`SingleFlight::run`]: the caller that starts a flight drives the work
 //!   inside its own future, so the work may borrow (`&self`, locals) and
 //!   needs neither `Send` nor `'static`. If that caller is dropped, a waiting
-//!   caller takes over with its own work.
+//!   caller drives the same flight on with its own work, and the other
+//!   waiters get that execution's result.
 //! * [`SingleFlight::run_detached`]: the work runs on its own tokio task and
 //!   completes even if every caller leaves. Use it for side effects, where a
 //!   client that times out and retries must get the first execution's result

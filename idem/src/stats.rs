@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 /// How a call got its result, from
 /// [`SingleFlight::run_with_outcome`](crate::SingleFlight::run_with_outcome).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Outcome {
     /// This call ran the work (or, for a detached call, started the task
-    /// that ran it). A caller that took over an abandoned flight counts here.
+    /// that ran it). A caller that drove a flight on after its driver was dropped (a
+    /// takeover) counts here.
     Executed,
     /// This call joined an execution another call had started and got a
     /// clone of its result.

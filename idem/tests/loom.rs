@@ -94,7 +94,113 @@ fn a_cancelled_leader_is_taken_over() {
         drop(leader);
         assert_eq!(t.join().unwrap(), (Ok(2), Outcome::Executed));
         assert!(flight.is_empty());
+        // A takeover if the thread registered before the drop, else a
+        // new flight.
         assert!(flight.stats().takeovers <= 1);
+    });
+}
+
+/// A call for key 1 that owns its handle, so that another thread can drop
+/// it.
+fn owned<F, Fut>(
+    flight: &SingleFlight<u8, usize>,
+    work: F,
+) -> std::pin::Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    Result<usize, idem::Error<std::convert::Infallible>>,
+                    Outcome,
+                ),
+            > + Send,
+    >,
+>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<usize, std::convert::Infallible>> + Send + 'static,
+{
+    let flight = flight.clone();
+    Box::pin(async move { flight.run_with_outcome(1, work).await })
+}
+
+/// A waiter woken by a cancelled leader but polled only after another
+/// waiter's takeover has finished still gets the takeover's result: it
+/// stays attached to the flight, whatever the interleaving of the cancel
+/// and the takeover.
+#[test]
+fn a_waiter_polled_after_the_takeover_finished_gets_its_result() {
+    loom::model(|| {
+        let flight: SingleFlight<u8, usize> = SingleFlight::new();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let work = |n: usize| {
+            let runs = runs.clone();
+            move || async move {
+                runs.fetch_add(1, SeqCst);
+                Ok(n)
+            }
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut leader = owned(&flight, {
+            let runs = runs.clone();
+            move || {
+                runs.fetch_add(1, SeqCst);
+                std::future::pending()
+            }
+        });
+        assert!(leader.as_mut().poll(&mut cx).is_pending());
+        let mut late = Box::pin(flight.run_with_outcome(1, work(1)));
+        let mut taking_over = Box::pin(flight.run_with_outcome(1, work(2)));
+        assert!(late.as_mut().poll(&mut cx).is_pending());
+        assert!(taking_over.as_mut().poll(&mut cx).is_pending());
+        let t = thread::spawn(move || drop(leader));
+        assert_eq!(block_on(taking_over), (Ok(2), Outcome::Executed));
+        t.join().unwrap();
+        assert_eq!(
+            late.as_mut().poll(&mut cx),
+            Poll::Ready((Ok(2), Outcome::Coalesced))
+        );
+        assert_eq!(runs.load(SeqCst), 2);
+        assert!(flight.is_empty());
+    });
+}
+
+/// The driver and its only waiter are dropped at the same time: whichever
+/// goes last takes the flight out of the table (an orphan nobody waits for
+/// must not hold its key, and its slot, forever).
+#[test]
+fn a_driver_and_its_waiter_dropped_together_leave_nothing_behind() {
+    loom::model(|| {
+        let flight: SingleFlight<u8, usize> = SingleFlight::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut leader = owned(&flight, std::future::pending);
+        assert!(leader.as_mut().poll(&mut cx).is_pending());
+        let mut waiter = owned(&flight, || async { Ok(1) });
+        assert!(waiter.as_mut().poll(&mut cx).is_pending());
+        let t = thread::spawn(move || drop(waiter));
+        drop(leader);
+        t.join().unwrap();
+        assert!(flight.is_empty());
+    });
+}
+
+/// The last waiter of an orphan leaves while a newcomer arrives: the
+/// newcomer either drives the orphan or, once it is gone, a new flight;
+/// never waits forever, and the table is empty afterwards.
+#[test]
+fn the_last_waiter_leaving_an_orphan_races_a_newcomer() {
+    loom::model(|| {
+        let flight: SingleFlight<u8, usize> = SingleFlight::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut leader = owned(&flight, std::future::pending);
+        assert!(leader.as_mut().poll(&mut cx).is_pending());
+        let mut waiter = owned(&flight, || async { Ok(1) });
+        assert!(waiter.as_mut().poll(&mut cx).is_pending());
+        drop(leader);
+        let t = thread::spawn(move || drop(waiter));
+        let newcomer = block_on(flight.run_with_outcome(1, || async { Ok(3) }));
+        t.join().unwrap();
+        assert_eq!(newcomer, (Ok(3), Outcome::Executed));
+        assert!(flight.is_empty());
     });
 }
 

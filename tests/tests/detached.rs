@@ -152,3 +152,59 @@ async fn run_and_run_detached_share_flights() {
     assert_eq!(detached.ready(), (Ok(5), Outcome::Coalesced));
     assert_eq!(runs.get(), 1);
 }
+
+/// Issue 7, defect 5: the runtime check came before the lookup, so a hit
+/// (which needs no runtime) panicked outside one.
+#[test]
+fn a_hit_needs_no_runtime() {
+    let flight = {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let flight = table();
+            flight.run_detached(1, || async { Ok(1) }).await.unwrap();
+            flight
+        })
+    };
+    let mut caller = Probe::new(flight.run_detached_with_outcome(1, || async { Ok(2) }));
+    assert_eq!(caller.ready(), (Ok(1), Outcome::Cached));
+}
+
+/// A detached flight whose task is dropped (its runtime shut down) is
+/// orphaned: a caller that joined it with work of its own takes it over,
+/// on its own runtime, and the spawning caller (whose work went to the
+/// dropped task) gets `Aborted`.
+#[test]
+fn a_joined_caller_takes_over_a_detached_flight_whose_runtime_shut_down() {
+    let flight: SingleFlight<u32, u32> = SingleFlight::new();
+    let doomed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut spawner = {
+        let _enter = doomed.enter();
+        let mut c = Probe::new(flight.run_detached(1, std::future::pending));
+        c.pending();
+        c
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut joined = {
+        let _enter = rt.enter();
+        let mut c = Probe::new(flight.run_detached_with_outcome(1, || async { Ok(7) }));
+        c.pending();
+        c
+    };
+    drop(doomed);
+    assert_eq!(spawner.ready(), Err(Error::Aborted));
+    assert!(joined.woken());
+    let _enter = rt.enter();
+    joined.pending(); // spawns its own work on `rt`
+    rt.block_on(tokio::task::yield_now());
+    assert_eq!(joined.ready(), (Ok(7), Outcome::Executed));
+    assert!(flight.is_empty());
+}

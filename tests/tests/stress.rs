@@ -677,6 +677,12 @@ fn verify(state: &State, flight: &Table) -> Vec<String> {
             Outcome::Executed => executed += 1,
             Outcome::Coalesced => coalesced += 1,
             Outcome::Cached => cached += 1,
+            other => {
+                v.push(format!(
+                    "{what}: an outcome this check does not know: {other:?}"
+                ));
+                continue;
+            }
         }
         let Some(x) = exec_of(&a.result) else {
             v.push(format!(

@@ -262,11 +262,13 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
     ///
     /// * a caller that was *waiting* simply leaves;
     /// * if the caller that was *running* the work is dropped, the work is
-    ///   dropped with it, the flight is abandoned, and the waiting callers
-    ///   wake up: exactly one of them takes over by running its own `f`, and
-    ///   the rest wait for it. Each cancelled leader costs one extra
-    ///   execution, never one per waiter, and however often leaders are
-    ///   cancelled, waiters never give up with an error.
+    ///   dropped with it and the waiting callers wake up: the first of them
+    ///   to be polled drives the same flight on with its own `f`, and the
+    ///   others stay attached to it and get its outcome, however late they
+    ///   are polled. Each cancelled driver costs one extra execution, never
+    ///   one per waiter, and however often drivers are cancelled, waiters
+    ///   never give up with an error. A flight whose driver was dropped and
+    ///   that nobody waits on any more leaves the table.
     ///
     /// One hazard remains: a leader whose future is polled once and then kept
     /// alive *without being polled* (held in a `select!` branch that is never
@@ -562,16 +564,17 @@ where
     ///
     /// # Errors
     ///
-    /// As for [`run`](Self::run), and [`Error::Aborted`] if the task could
-    /// not hand the result over: it was dropped before it finished (its
-    /// runtime shut down), or the `Clone` or `Drop` of a key or value
-    /// panicked in it while the result was being stored. (Callers that
-    /// joined such a flight with work of their own take it over instead.)
+    /// As for [`run`](Self::run), and [`Error::Aborted`] for the caller
+    /// that spawned the task if the task was dropped before it finished
+    /// (its runtime shut down). Callers that joined such a flight with work
+    /// of their own take it over instead, and get its result.
     ///
     /// # Panics
     ///
-    /// When first polled outside a tokio runtime. A re-entrant call is
-    /// detected and reported as for [`run`](Self::run).
+    /// When it has to start the work (the key is neither stored nor
+    /// running) outside a tokio runtime: a hit, or joining a running flight,
+    /// needs no runtime. A re-entrant call is detected and reported as for
+    /// [`run`](Self::run).
     ///
     /// # Cancel safety
     ///
@@ -770,6 +773,31 @@ impl<K, V, E> Inner<K, V, E> {
 #[cfg(all(test, not(idem_loom)))]
 mod tests {
     use super::*;
+
+    /// Issue 7, defect 4: a flight that ended while the table still held
+    /// it (a broken invariant: a panic inside a completion path) made its
+    /// key's callers spin (re-claim, join it, read "abandoned", loop)
+    /// without ever returning `Pending`. Now such a flight is taken out of
+    /// the table by the caller that finds it over, and the caller moves on.
+    #[test]
+    fn a_flight_that_ended_inside_the_table_is_not_joined_in_a_loop() {
+        let flight: SingleFlight<u8, u8> = SingleFlight::new();
+        let hash = flight.inner.hash(&1u8);
+        let shard = flight.inner.shard(hash);
+        let Claim::Lead(dead, _) = shard.claim_exclusive(hash, &mut Some(1)) else {
+            panic!("the key was vacant")
+        };
+        // Over (no waiter registered), but left in the table.
+        assert!(crate::flight::orphan_for_test(&dead));
+        assert_eq!(flight.len(), 1);
+        let mut call = std::pin::pin!(flight.run_with_outcome(1, || async { Ok(5) }));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert_eq!(
+            call.as_mut().poll(&mut cx),
+            std::task::Poll::Ready((Ok(5), Outcome::Executed))
+        );
+        assert!(flight.is_empty());
+    }
 
     /// Every waiting caller's task holds a `run` future, so its size is paid
     /// per waiter in a storm. It was 432 bytes for these types before the
