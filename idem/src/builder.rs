@@ -30,6 +30,8 @@ pub const MAX_SHARDS: usize = 1 << 16;
 pub struct Builder<K, V, E> {
     ttl: Option<Duration>,
     max_entries: Option<usize>,
+    eviction: Eviction,
+    max_in_flight: Option<usize>,
     shards: Option<usize>,
     sweep_interval: Option<Duration>,
     _types: PhantomData<Types<K, V, E>>,
@@ -47,6 +49,8 @@ impl<K, V, E> fmt::Debug for Builder<K, V, E> {
         f.debug_struct("Builder")
             .field("ttl", &self.ttl)
             .field("max_entries", &self.max_entries)
+            .field("eviction", &self.eviction)
+            .field("max_in_flight", &self.max_in_flight)
             .field("shards", &self.shards)
             .field("sweep_interval", &self.sweep_interval)
             .finish()
@@ -62,8 +66,48 @@ pub(crate) struct Settings {
     /// `None`: nothing is stored (no ttl, or a ttl of zero).
     pub(crate) ttl: Option<Duration>,
     pub(crate) max_entries: Option<usize>,
+    pub(crate) eviction: Eviction,
+    pub(crate) max_in_flight: Option<usize>,
     pub(crate) shards: usize,
     pub(crate) sweep_interval: Duration,
+}
+
+/// What a table bounded by [`Builder::max_entries`] does when it is full.
+///
+/// ```
+/// use std::time::Duration;
+/// use idem::{Eviction, SingleFlight};
+///
+/// // Retry protection: a stored receipt stays for its whole ttl; when the
+/// // table is full, new keys are refused (`Error::Full`), never run twice.
+/// let payments: SingleFlight<String, String> = SingleFlight::builder()
+///     .ttl(Duration::from_secs(24 * 3600))
+///     .max_entries(1_000_000)
+///     .eviction(Eviction::Never)
+///     .build()?;
+/// # Ok::<(), idem::BuildError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Eviction {
+    /// A cache: when a shard is full, S3-FIFO drops the stored result least
+    /// likely to be asked for again (expired results first), and the new
+    /// result is stored. Fast, and keeps hot keys; but a result that nobody
+    /// asks for again may be dropped well before its ttl, and a retry that
+    /// comes after that runs the work again. The default.
+    #[default]
+    Adaptive,
+    /// Retry protection: a stored result is kept until its ttl ends or it
+    /// is [`forget`](crate::SingleFlight::forget)ten, whatever arrives
+    /// later. The bound is table-wide and exact: at most `max_entries`
+    /// entries (stored results *and* running flights) whatever the hash
+    /// distribution. A call for a new key that would go beyond it is
+    /// refused with [`Error::Full`](crate::Error::Full), without running
+    /// its work; calls for keys that are stored or running are served as
+    /// usual. A flight reserves its slot when it starts, so a flight that
+    /// succeeds always has room for its result. An expired result frees its
+    /// slot at once, swept or not.
+    Never,
 }
 
 impl<K, V, E> Builder<K, V, E> {
@@ -71,6 +115,8 @@ impl<K, V, E> Builder<K, V, E> {
         Self {
             ttl: None,
             max_entries: None,
+            eviction: Eviction::Adaptive,
+            max_in_flight: None,
             shards: None,
             sweep_interval: None,
             _types: PhantomData,
@@ -108,6 +154,30 @@ impl<K, V, E> Builder<K, V, E> {
     /// ttl nothing is stored and the bound is ignored.
     pub fn max_entries(mut self, max_entries: usize) -> Self {
         self.max_entries = Some(max_entries);
+        self
+    }
+
+    /// What the table does when it holds `max_entries`: evict (a cache, the
+    /// default) or refuse new keys (retry protection). See [`Eviction`].
+    ///
+    /// For idempotency — a retry of a payment must get the stored receipt,
+    /// however many other requests came in between — use
+    /// [`Eviction::Never`].
+    pub fn eviction(mut self, eviction: Eviction) -> Self {
+        self.eviction = eviction;
+        self
+    }
+
+    /// The most flights (executions) that may run at once, table-wide. A
+    /// call that would start another is refused with
+    /// [`Error::Busy`](crate::Error::Busy) without running its work; calls
+    /// that join a running flight or get a stored result are served as
+    /// usual. Keys may come from the network: this keeps an attacker from
+    /// growing the table, and the work in progress, without bound.
+    ///
+    /// Unbounded by default. Works with any ttl, and without one.
+    pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.max_in_flight = Some(max_in_flight);
         self
     }
 
@@ -160,6 +230,9 @@ impl<K, V, E> Builder<K, V, E> {
                 return Err(BuildError::MaxEntriesWithoutTtl);
             }
         }
+        if self.max_in_flight == Some(0) {
+            return Err(BuildError::ZeroMaxInFlight);
+        }
         let shards = match self.shards {
             Some(0) => return Err(BuildError::ZeroShards),
             Some(n) if n > MAX_SHARDS => return Err(BuildError::TooManyShards(n)),
@@ -170,9 +243,11 @@ impl<K, V, E> Builder<K, V, E> {
         let ttl = self.ttl.filter(|t| !t.is_zero());
         // A zero ttl stores nothing: there is nothing to bound.
         let max_entries = self.max_entries.filter(|_| ttl.is_some());
-        // Every shard must be able to hold at least one result.
-        let shards = match max_entries {
-            Some(n) if n < shards => prev_power_of_two(n),
+        // Every shard must be able to hold at least one result (the
+        // adaptive bound is split over the shards; the never bound is
+        // table-wide).
+        let shards = match (max_entries, self.eviction) {
+            (Some(n), Eviction::Adaptive) if n < shards => prev_power_of_two(n),
             _ => shards,
         };
         let sweep_interval = match self.sweep_interval {
@@ -185,6 +260,8 @@ impl<K, V, E> Builder<K, V, E> {
         Ok(Settings {
             ttl,
             max_entries,
+            eviction: self.eviction,
+            max_in_flight: self.max_in_flight,
             shards,
             sweep_interval,
         })
@@ -223,6 +300,8 @@ pub enum BuildError {
     TooManyShards(usize),
     /// `sweep_interval(Duration::ZERO)`.
     ZeroSweepInterval,
+    /// `max_in_flight(0)`: no call could ever run.
+    ZeroMaxInFlight,
 }
 
 impl fmt::Display for BuildError {
@@ -242,6 +321,9 @@ impl fmt::Display for BuildError {
                 write!(f, "shards must be at most {MAX_SHARDS}, got {n}")
             }
             BuildError::ZeroSweepInterval => f.write_str("sweep_interval must be above zero"),
+            BuildError::ZeroMaxInFlight => {
+                f.write_str("max_in_flight must be at least 1 (no call could ever run)")
+            }
         }
     }
 }
@@ -281,6 +363,10 @@ mod tests {
             settings(b().sweep_interval(Duration::ZERO)).unwrap_err(),
             BuildError::ZeroSweepInterval
         );
+        assert_eq!(
+            settings(b().max_in_flight(0)).unwrap_err(),
+            BuildError::ZeroMaxInFlight
+        );
         for e in [BuildError::ZeroShards, BuildError::ShardsNotPowerOfTwo(3)] {
             assert!(!e.to_string().is_empty());
         }
@@ -310,6 +396,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.shards, 4, "fewer shards than entries");
+        let s = settings(
+            Builder::new()
+                .ttl(Duration::from_secs(600))
+                .shards(64)
+                .max_entries(5)
+                .eviction(Eviction::Never),
+        )
+        .unwrap();
+        assert_eq!(s.shards, 64, "a never bound is table-wide: no shard is cut");
         assert_eq!(s.sweep_interval, Duration::from_secs(60));
 
         let s = settings(Builder::new().ttl(Duration::from_millis(5))).unwrap();

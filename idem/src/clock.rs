@@ -37,6 +37,11 @@ impl Timestamp {
     pub(crate) fn saturating_add(self, d: Duration) -> Self {
         Self(imp::add(self.0, d))
     }
+
+    /// How long from `earlier` to `self`; zero if `earlier` is later.
+    pub(crate) fn saturating_since(self, earlier: Self) -> Duration {
+        imp::since(self.0, earlier.0)
+    }
 }
 
 #[cfg(feature = "test-util")]
@@ -47,6 +52,10 @@ mod imp {
     #[inline]
     pub(super) fn now() -> Instant {
         Instant::now()
+    }
+
+    pub(super) fn since(t: Instant, earlier: Instant) -> Duration {
+        t.saturating_duration_since(earlier)
     }
 
     /// Saturates to a century ahead, which no test or process reaches.
@@ -79,6 +88,10 @@ mod imp {
     pub(super) fn add(t: u64, d: Duration) -> u64 {
         t.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
     }
+
+    pub(super) fn since(t: u64, earlier: u64) -> Duration {
+        Duration::from_nanos(t.saturating_sub(earlier))
+    }
 }
 
 #[cfg(all(
@@ -100,6 +113,10 @@ mod imp {
     #[inline]
     pub(super) fn add(t: u64, d: Duration) -> u64 {
         t.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn since(t: u64, earlier: u64) -> Duration {
+        Duration::from_nanos(t.saturating_sub(earlier))
     }
 }
 

@@ -50,6 +50,19 @@ pub enum Error<E> {
     /// A `Clone` of a result that panics is reported as
     /// [`Error::Panicked`], with a message that says so.
     Aborted,
+    /// Refused, and nothing ran: the table is bounded with
+    /// [`Eviction::Never`](crate::Eviction::Never) and already holds
+    /// `max_entries` stored results and running flights, so this call's
+    /// new key has no room. Retry after `retry_after`, when the oldest
+    /// stored result expires and frees its slot; `None` when the table
+    /// holds only running flights, whose end cannot be known.
+    Full {
+        /// How long until the oldest stored result expires.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// Refused, and nothing ran: [`Builder::max_in_flight`](crate::Builder::max_in_flight)
+    /// flights are running already. Retry once one of them has ended.
+    Busy,
 }
 
 impl<E> Error<E> {
@@ -84,6 +97,11 @@ impl<E: fmt::Debug> fmt::Debug for Error<E> {
             Error::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
             Error::Panicked(p) => f.debug_tuple("Panicked").field(&p.message()).finish(),
             Error::Aborted => f.write_str("Aborted"),
+            Error::Full { retry_after } => f
+                .debug_struct("Full")
+                .field("retry_after", retry_after)
+                .finish(),
+            Error::Busy => f.write_str("Busy"),
         }
     }
 }
@@ -94,6 +112,18 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::Failed(e) => fmt::Display::fmt(e, f),
             Error::Panicked(p) => fmt::Display::fmt(p, f),
             Error::Aborted => f.write_str("detached work was dropped before it finished"),
+            Error::Full {
+                retry_after: Some(d),
+            } => write!(
+                f,
+                "the table is full of results kept for retries: nothing ran; retry in {d:?}"
+            ),
+            Error::Full { retry_after: None } => {
+                f.write_str("the table is full of running flights: nothing ran; retry later")
+            }
+            Error::Busy => f.write_str(
+                "too many flights are running (max_in_flight): nothing ran; retry later",
+            ),
         }
     }
 }

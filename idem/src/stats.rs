@@ -18,6 +18,10 @@ pub enum Outcome {
     /// This call got the stored result of an earlier execution, within its
     /// TTL, and nothing ran.
     Cached,
+    /// This call was refused by a bound of the table
+    /// ([`Error::Full`](crate::Error::Full), [`Error::Busy`](crate::Error::Busy)),
+    /// and nothing ran.
+    Refused,
 }
 
 /// A snapshot of a table's counters, from
@@ -69,6 +73,8 @@ pub struct Stats {
     /// Unexpired stored results removed to keep the table within
     /// `max_entries`.
     pub evictions: u64,
+    /// Calls refused by a bound (`Error::Full`, `Error::Busy`): nothing ran.
+    pub refusals: u64,
 }
 
 /// One shard's live counters, but for hits, which the shard keeps next to
@@ -82,6 +88,7 @@ pub(crate) struct Counters {
     pub(crate) takeovers: AtomicU64,
     pub(crate) expirations: AtomicU64,
     pub(crate) evictions: AtomicU64,
+    pub(crate) refusals: AtomicU64,
 }
 
 /// Adds one to a counter. Relaxed: counters order nothing.
@@ -99,5 +106,6 @@ impl Counters {
         s.takeovers += self.takeovers.load(Relaxed);
         s.expirations += self.expirations.load(Relaxed);
         s.evictions += self.evictions.load(Relaxed);
+        s.refusals += self.refusals.load(Relaxed);
     }
 }

@@ -260,3 +260,51 @@ fn a_failed_flight_reaches_its_waiter_and_is_not_stored() {
         }
     });
 }
+
+/// A never-mode table with room for one entry: a flight that fails (and
+/// gives its slot back) races a call for another key, which is either
+/// refused while the slot is taken or runs and is stored. The bound holds
+/// in every interleaving, and a refused call ran nothing.
+#[test]
+fn a_never_mode_refusal_races_a_completion() {
+    loom::model(|| {
+        let flight: SingleFlight<u8, usize, &'static str> = SingleFlight::builder()
+            .ttl(Duration::from_secs(60))
+            .max_entries(1)
+            .eviction(idem::Eviction::Never)
+            .build()
+            .unwrap();
+        let t = thread::spawn({
+            let flight = flight.clone();
+            move || {
+                block_on(flight.run(1, || async {
+                    yield_once().await;
+                    Err("failed")
+                }))
+            }
+        });
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let b = block_on(flight.run_with_outcome(2, || {
+            let ran = ran.clone();
+            async move {
+                ran.store(true, SeqCst);
+                Ok(2)
+            }
+        }));
+        let a = t.join().unwrap();
+        assert!(flight.len() <= 1);
+        match b {
+            (Ok(2), Outcome::Executed) => assert_eq!(flight.get(&2), Some(2)),
+            (Err(idem::Error::Full { retry_after: None }), Outcome::Refused) => {
+                assert!(!ran.load(SeqCst));
+                assert_eq!(a, Err(idem::Error::Failed("failed")));
+            }
+            other => panic!("impossible outcome {other:?}"),
+        }
+        // Key 1 either failed, or was refused because 2 was stored first.
+        assert!(matches!(
+            a,
+            Err(idem::Error::Failed(_)) | Err(idem::Error::Full { .. })
+        ));
+    });
+}

@@ -12,7 +12,10 @@
 
 use std::borrow::Borrow;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64, AtomicU8,
+    Ordering::{AcqRel, Acquire, Relaxed},
+};
 
 use hashbrown::hash_table::{Entry as MapEntry, HashTable};
 
@@ -20,7 +23,7 @@ use super::policy::{Policy, Queue, Resident, Ticket};
 use crate::clock::Timestamp;
 use crate::flight::Flight;
 use crate::stats::{bump, Counters, Stats};
-use crate::sync::{Arc, RwLock};
+use crate::sync::{Arc, AtomicUsize, RwLock};
 
 /// What a lookup found for a key under the shared lock.
 pub(crate) enum Found<V, E> {
@@ -39,6 +42,8 @@ pub(crate) enum Claim<K, V, E> {
     /// Nothing (or an expired result): the caller inserted this new flight
     /// and must drive it.
     Lead(Arc<Flight<V, E>>, Deferred<K, V, E>),
+    /// Nothing, and the table's bounds allow no new flight.
+    Refused(Refusal),
 }
 
 /// What left the table under a shard's lock, held to be dropped by the
@@ -94,11 +99,102 @@ impl<K, V, E> Default for Settled<K, V, E> {
     }
 }
 
+/// The table-wide bounds checked when a flight starts, shared by every
+/// shard: [`Eviction::Never`](crate::Eviction::Never)'s `max_entries` and
+/// `max_in_flight`. The counters follow the shards' tables exactly: an
+/// entry is counted when it is inserted, under its shard's lock, and
+/// uncounted when it leaves, so the bound holds whatever the hash
+/// distribution.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    max_entries: Option<usize>,
+    /// Flights and stored results, in every shard.
+    entries: AtomicUsize,
+    max_in_flight: Option<usize>,
+    /// Flights, in every shard.
+    in_flight: AtomicUsize,
+}
+
+/// Why a flight was not started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `max_entries` entries are held (never mode).
+    Full,
+    /// `max_in_flight` flights are running.
+    Busy,
+}
+
+impl Limits {
+    pub(crate) fn new(max_entries: Option<usize>, max_in_flight: Option<usize>) -> Self {
+        Self {
+            max_entries,
+            entries: AtomicUsize::new(0),
+            max_in_flight,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a new flight, and a new entry unless it takes the place of
+    /// one (an expired result), if the bounds allow it.
+    fn admit(&self, new_entry: bool) -> Result<(), Refusal> {
+        if !take(&self.in_flight, self.max_in_flight) {
+            return Err(Refusal::Busy);
+        }
+        if new_entry && !take(&self.entries, self.max_entries) {
+            self.in_flight.fetch_sub(1, AcqRel);
+            return Err(Refusal::Full);
+        }
+        Ok(())
+    }
+
+    /// Uncounts entries that left a shard, `flights` of them flights.
+    fn left(&self, entries: usize, flights: usize) {
+        if entries > 0 {
+            self.entries.fetch_sub(entries, AcqRel);
+        }
+        if flights > 0 {
+            self.in_flight.fetch_sub(flights, AcqRel);
+        }
+    }
+
+    /// Entries held, table-wide, if they are counted (never mode).
+    pub(crate) fn entries(&self) -> Option<usize> {
+        self.max_entries.map(|_| self.entries.load(Acquire))
+    }
+
+    /// Uncounts a flight whose entry became a stored result.
+    fn landed(&self) {
+        self.in_flight.fetch_sub(1, AcqRel);
+    }
+}
+
+/// Adds one to `counter` unless it is at `max`.
+fn take(counter: &AtomicUsize, max: Option<usize>) -> bool {
+    match max {
+        None => {
+            counter.fetch_add(1, AcqRel);
+            true
+        }
+        Some(max) => {
+            let mut n = counter.load(Acquire);
+            while n < max {
+                match counter.compare_exchange(n, n + 1, AcqRel, Acquire) {
+                    Ok(_) => return true,
+                    Err(now) => n = now,
+                }
+            }
+            false
+        }
+    }
+}
+
 /// A cache-line-aligned shard, so that two shards' locks never share a line.
 #[repr(C, align(128))]
 pub(crate) struct Shard<K, V, E> {
     map: RwLock<Map<K, V, E>>,
     counters: Counters,
+    /// The table-wide bounds, when the table has any.
+    limits: Option<Arc<Limits>>,
 }
 
 /// `repr(C)` keeps the table header and the hit counter right after the
@@ -205,7 +301,7 @@ impl<K, V, E> Map<K, V, E> {
 }
 
 impl<K, V, E> Shard<K, V, E> {
-    pub(crate) fn new(capacity: Option<usize>) -> Self {
+    pub(crate) fn new(capacity: Option<usize>, limits: Option<Arc<Limits>>) -> Self {
         Self {
             map: RwLock::new(Map {
                 table: HashTable::new(),
@@ -215,6 +311,14 @@ impl<K, V, E> Shard<K, V, E> {
                 next_id: 0,
             }),
             counters: Counters::default(),
+            limits,
+        }
+    }
+
+    /// Uncounts entries that left this shard, `flights` of them flights.
+    fn left(&self, entries: usize, flights: usize) {
+        if let Some(limits) = &self.limits {
+            limits.left(entries, flights);
         }
     }
 
@@ -250,6 +354,7 @@ impl<K, V, E> Shard<K, V, E> {
             .map(|entry| entry.remove().0);
         if dead.is_some() {
             map.shrink_if_sparse();
+            self.left(1, 1);
         }
         drop(map);
         Deferred::entry(dead)
@@ -310,6 +415,17 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
             },
             MapEntry::Vacant(v) => v,
         };
+        if let Some(limits) = &self.limits {
+            if let Err(refusal) = limits.admit(expired.is_none()) {
+                // The expired result stays where it is: it is removed by
+                // the sweeper or by whoever makes room.
+                debug_assert!(expired.is_none() || refusal == Refusal::Busy);
+                if let Some(old) = expired {
+                    vacant.insert(old);
+                }
+                return Claim::Refused(refusal);
+            }
+        }
         let flight = Arc::new(Flight::new());
         vacant.insert(Entry {
             hash,
@@ -366,6 +482,7 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         };
         let removed = entry.remove().0;
         map.shrink_if_sparse();
+        self.left(1, usize::from(matches!(removed.slot, Slot::Flight(_))));
         let found = match &removed.slot {
             Slot::Flight(_) => true,
             Slot::Stored(s) => {
@@ -414,6 +531,7 @@ impl<K, V, E> Shard<K, V, E> {
             // flight exact. The key is the caller's to drop.
             drop(slot);
             map.shrink_if_sparse();
+            self.left(1, 1);
             drop(guard);
             return Settled {
                 deferred: Deferred {
@@ -433,6 +551,7 @@ impl<K, V, E> Shard<K, V, E> {
                 now: Timestamp::now(),
             });
             map.stored -= (room.evicted + room.expired) as usize;
+            self.left((room.evicted + room.expired) as usize, 0);
             if room.evicted > 0 {
                 self.counters.evictions.fetch_add(room.evicted, Relaxed);
             }
@@ -460,6 +579,9 @@ impl<K, V, E> Shard<K, V, E> {
             queue,
         });
         map.stored += 1;
+        if let Some(limits) = &self.limits {
+            limits.landed();
+        }
         let first = map.stored == 1;
         drop(guard);
         Settled {
@@ -477,6 +599,7 @@ impl<K, V, E> Shard<K, V, E> {
     pub(crate) fn clear(&self) -> Deferred<K, V, E> {
         let mut guard = self.map.write();
         let old = std::mem::take(&mut guard.table);
+        self.left(old.len(), old.len() - guard.stored);
         guard.stored = 0;
         if let Some(policy) = &mut guard.policy {
             **policy = Policy::new(policy.capacity());
@@ -505,6 +628,7 @@ impl<K, V, E> Shard<K, V, E> {
                 .expirations
                 .fetch_add(expired.len() as u64, Relaxed);
             map.stored -= expired.len();
+            self.left(expired.len(), 0);
             if let Some(policy) = &mut map.policy {
                 for e in &expired {
                     if let Slot::Stored(s) = &e.slot {
@@ -523,6 +647,24 @@ impl<K, V, E> Shard<K, V, E> {
         drop(guard);
         drop(expired);
         remaining
+    }
+
+    /// When the oldest stored result that has not expired by `now`
+    /// expires, if there is one.
+    //
+    // O(entries) for now; an expiry queue makes it O(1).
+    pub(crate) fn oldest_expiry(&self, now: Timestamp) -> Option<Timestamp> {
+        let map = self.map.read();
+        if map.stored == 0 {
+            return None;
+        }
+        map.table
+            .iter()
+            .filter_map(|e| match &e.slot {
+                Slot::Stored(s) if s.fresh(now) => Some(s.expires),
+                _ => None,
+            })
+            .min()
     }
 
     /// Entries held: flights and stored results.
