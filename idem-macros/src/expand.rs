@@ -122,13 +122,13 @@ fn place_root(e: &Expr) -> Option<&Ident> {
     }
 }
 
-/// A clone of a place's value, `::idem::__private::key_of(&(place))`, bound
+/// A clone of a place's value, `::idem::__private::key_probe::key_of(&(place))`, bound
 /// to a local first: were the call the argument itself, rustc would infer
 /// `key_of`'s type from the parameter it is passed to, and `f(name)` with
 /// `name: &String` and `f(&str)` would no longer coerce.
 fn cloned(e: &Expr) -> Expr {
     let part = Ident::new("__idem_part", Span::mixed_site());
-    let clone = quote_spanned!(e.span()=> ::idem::__private::key_of(&(#e)));
+    let clone = quote_spanned!(e.span()=> ::idem::__private::key_probe::key_of(&(#e)));
     Expr::Verbatim(quote_spanned! {Span::mixed_site()=>
         {
             #[allow(clippy::let_and_return)]
@@ -408,11 +408,11 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
     let imports = quote! {
         #[allow(unused_imports)]
         use ::idem::__private::{
-            key::{
+            key_probe::{
                 AnyPart as _, Bad as _, Borrowed as _, BorrowedMut as _, BorrowedMutPart as _,
                 BorrowedPart as _, Owned as _,
             },
-            policy::{
+            return_probe::{
                 ResultBadError as _, ResultBadValue as _, ResultOk as _, ValueBad as _,
                 ValueOk as _,
             },
@@ -422,7 +422,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
     let classify_policy = {
         let (first, _) = bounds(&ret_span);
         let dispatch = spanned_call(
-            quote_spanned!(first=> &&&&&::idem::__private::Probe::<#ret>::new()),
+            quote_spanned!(first=> &&&&&::idem::__private::return_probe::Probe::<#ret>::new()),
             "__idem_policy",
             TokenStream::new(),
             bounds(&ret_span),
@@ -474,7 +474,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         let classify_key = |probe: TokenStream| {
             let (first, _) = bounds(key);
             spanned_call(
-                quote_spanned!(first=> &&&::idem::__private::KeyProbe::of(#probe)),
+                quote_spanned!(first=> &&&::idem::__private::key_probe::KeyProbe::of(#probe)),
                 "__idem_key_kind",
                 TokenStream::new(),
                 bounds(key),
@@ -487,14 +487,14 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
                 let (#kind, #key_var) = {
                     let #r = &(#key);
                     let #kind = #classify;
-                    (#kind, ::idem::__private::clone_key(#kind, #r))
+                    (#kind, ::idem::__private::key_probe::clone_key(#kind, #r))
                 };
             }
         } else {
             let key_value = owned(key, &args_names, &used_names);
             let classify = classify_key(quote!(&#key_var));
             // A tuple's elements are checked for borrows first, each at its
-            // own span (see `idem::__private::key`).
+            // own span (see `idem::__private::key_probe`).
             let parts = match key {
                 Expr::Tuple(t) => t
                     .elems
@@ -507,7 +507,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
                             span: first,
                         };
                         let check = spanned_call(
-                            quote_spanned!(first=> &&&::idem::__private::KeyProbe::of(&#key_var.#index)),
+                            quote_spanned!(first=> &&&::idem::__private::key_probe::KeyProbe::of(&#key_var.#index)),
                             "__idem_key_part",
                             TokenStream::new(),
                             (first, last),
@@ -611,7 +611,7 @@ mod tests {
         for part in [
             "pub async fn place (order : Order) -> Result < Receipt , PayError >",
             "{ static __IDEM_SLOT : :: idem :: __private :: Slot",
-            ":: idem :: __private :: clone_key",
+            ":: idem :: __private :: key_probe :: clone_key",
             ":: idem :: __private :: run (",
             ":: core :: time :: Duration :: new (30u64 , 0u32)",
             "move || async move",

@@ -1,0 +1,187 @@
+//! Whether a function returns a `Result` (its `Err`s are not stored) or any
+//! other value (stored as is), decided by the type checker.
+//!
+//! The macro cannot tell a `Result` behind a type alias (`io::Result<T>`,
+//! `anyhow::Result<T>`, `type Res<T> = ...`) from any other type, so it
+//! asks: the expansion calls `(&&&&&Probe::<R>::new()).__idem_policy()`
+//! with the levels below in scope, and the first level whose impl applies
+//! (see [`autoref`](super::autoref)) returns a marker implementing
+//! [`Policy`]. The levels for a type that cannot be stored require a
+//! [diagnostic](super::diagnostics) trait it does not implement, and return
+//! [`Invalid`], which every driver accepts, so that the error is reported
+//! once, not again at each use.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::marker::PhantomData;
+
+use super::autoref::Fine;
+use super::diagnostics::{ErrorMustBeShareable, ValueMustBeShareable};
+use crate::Error;
+
+/// How a function's return type maps to a table's value and error types.
+pub trait Policy {
+    /// The function's return type.
+    type Output;
+    /// What the table stores.
+    type Value: Clone + Send + Sync + 'static;
+    /// What the table hands to every caller of a failed execution.
+    type Error: Clone + Send + Sync + 'static;
+    /// The work's output, as the table sees it.
+    fn into_result(out: Self::Output) -> Result<Self::Value, Self::Error>;
+    /// The table's answer, as the caller sees it. Panics resume as panics.
+    fn from_result(res: Result<Self::Value, Error<Self::Error>>) -> Self::Output;
+}
+
+/// A `Result<T, E>`: `Ok` values are stored, `Err`s go to the callers of
+/// their execution only.
+pub struct ResultPolicy<T, E>(PhantomData<fn() -> (T, E)>);
+
+/// Any other type `R`: stored as is.
+pub struct ValuePolicy<R>(PhantomData<fn() -> R>);
+
+/// A return type that cannot be stored: the error was reported where the
+/// policy was picked, and this marker keeps the rest of the expansion from
+/// reporting it again.
+pub struct Invalid<R>(PhantomData<fn() -> R>);
+
+/// Classifies a return type `R`; see the [module docs](self).
+pub struct Probe<R>(PhantomData<fn() -> R>);
+
+impl<R> Probe<R> {
+    /// The probe for `R`.
+    #[allow(clippy::new_without_default)] // never used but by the expansion
+    pub const fn new() -> Self {
+        Self::NEW
+    }
+}
+
+macro_rules! markers {
+    ($($name:ident<$($p:ident),*>),*) => {$(
+        impl<$($p),*> Clone for $name<$($p),*> {
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+        impl<$($p),*> Copy for $name<$($p),*> {}
+        impl<$($p),*> fmt::Debug for $name<$($p),*> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(stringify!($name))
+            }
+        }
+        impl<$($p),*> $name<$($p),*> {
+            const NEW: Self = Self(PhantomData);
+        }
+    )*};
+}
+
+markers!(
+    ResultPolicy<T, E>,
+    ValuePolicy<R>,
+    Invalid<R>,
+    Probe<R>
+);
+
+/// What a caller does when the flight it was coalesced on did not return a
+/// value: the work's own error is returned, a panic resumes as a panic with
+/// its message.
+fn fail<E>(e: Error<E>) -> E {
+    match e {
+        Error::Failed(e) => e,
+        other => resume(other),
+    }
+}
+
+/// Resumes a panic; any other error here is a detached flight whose task
+/// was dropped.
+fn resume<E>(e: Error<E>) -> ! {
+    let _aborted = e.resume_panic();
+    panic!(
+        "idem: the detached work of an #[idempotent] fn was dropped before it finished \
+         (its tokio runtime shut down)"
+    )
+}
+
+impl<T, E> Policy for ResultPolicy<T, E>
+where
+    T: Clone + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
+    type Output = Result<T, E>;
+    type Value = T;
+    type Error = E;
+
+    #[inline]
+    fn into_result(out: Result<T, E>) -> Result<T, E> {
+        out
+    }
+
+    #[inline]
+    fn from_result(res: Result<T, Error<E>>) -> Result<T, E> {
+        res.map_err(fail)
+    }
+}
+
+impl<R> Policy for ValuePolicy<R>
+where
+    R: Clone + Send + Sync + 'static,
+{
+    type Output = R;
+    type Value = R;
+    type Error = Infallible;
+
+    #[inline]
+    fn into_result(out: R) -> Result<R, Infallible> {
+        Ok(out)
+    }
+
+    #[inline]
+    fn from_result(res: Result<R, Error<Infallible>>) -> R {
+        res.unwrap_or_else(|e| resume(e))
+    }
+}
+
+impl<R> Policy for Invalid<R> {
+    type Output = R;
+    type Value = ();
+    type Error = Infallible;
+
+    fn into_result(_: R) -> Result<(), Infallible> {
+        unreachable!("a program with an invalid #[idempotent] return type does not compile")
+    }
+
+    fn from_result(_: Result<(), Error<Infallible>>) -> R {
+        unreachable!("a program with an invalid #[idempotent] return type does not compile")
+    }
+}
+
+level!(
+    /// Level 0: a `Result` whose value and error can be shared.
+    ResultOk::__idem_policy for &&&&Probe<Result<T, E>> => ResultPolicy<T, E>,
+    [T, E] where { T: Clone + Send + Sync + 'static, E: Clone + Send + Sync + 'static },
+    check (): Fine
+);
+level!(
+    /// Level 1: a `Result` whose error cannot be shared.
+    ResultBadError::__idem_policy for &&&Probe<Result<T, E>> => Invalid<Result<T, E>>,
+    [T, E] where { T: Clone + Send + Sync + 'static },
+    check E: ErrorMustBeShareable
+);
+level!(
+    /// Level 2: a `Result` whose value cannot be shared.
+    ResultBadValue::__idem_policy for &&Probe<Result<T, E>> => Invalid<Result<T, E>>,
+    [T, E],
+    check T: ValueMustBeShareable
+);
+level!(
+    /// Level 3: any other type that can be shared.
+    ValueOk::__idem_policy for &Probe<R> => ValuePolicy<R>,
+    [R] where { R: Clone + Send + Sync + 'static },
+    check (): Fine
+);
+level!(
+    /// Level 4: any other type.
+    ValueBad::__idem_policy for Probe<R> => Invalid<R>,
+    [R],
+    check R: ValueMustBeShareable
+);

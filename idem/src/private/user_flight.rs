@@ -1,0 +1,143 @@
+//! A `flight = ...` of the user's, checked against the function's return
+//! type: [`Flight`] finds the `SingleFlight` behind the expression,
+//! [`fit`] checks its value and error types against the return type's
+//! [`Policy`], once, and [`flight_key`] types the key as the flight's.
+
+use std::convert::Infallible;
+use std::fmt;
+
+use super::return_probe::{Invalid, Policy, ResultPolicy, ValuePolicy};
+use crate::{Error, SingleFlight};
+
+pub struct Adapter<V, E, R> {
+    pub(super) into_result: fn(R) -> Result<V, E>,
+    pub(super) from_result: fn(Result<V, Error<E>>) -> R,
+}
+
+impl<V, E, R> fmt::Debug for Adapter<V, E, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Adapter")
+    }
+}
+
+/// Implemented by a `SingleFlight<K, V, E>` for the policy of every return
+/// type it can serve: `Result<V, E>`, or `V` when `E` is `Infallible`.
+///
+/// The trait is on the flight, not on the policy, so that an error blames
+/// the `flight` expression: rustc points at the argument whose type holds
+/// the unsatisfied bound's `Self`.
+#[diagnostic::on_unimplemented(
+    message = "the return type of this `#[idempotent]` fn does not fit its `flight`, a `SingleFlight<_, {V}, {E}>`",
+    label = "this flight stores `{V}` values and `{E}` errors",
+    note = "a function returning `Result<T, E>` needs a `SingleFlight<K, T, E>`; one returning any other type `T` needs a `SingleFlight<K, T>`"
+)]
+pub trait FitsFlight<P: Policy, V, E> {
+    /// The table the work runs in: `Self`, or for an invalid return type
+    /// (reported already) a stand-in whose types meet every bound of
+    /// [`run_in`](super::run_in), so that the flight's types are not reported again.
+    type Fitted;
+    /// [`Adapter`] for [`Self::Fitted`].
+    type Adapter;
+    /// The flight and how to convert to and from its types.
+    fn fitted(&self) -> (&Self::Fitted, Self::Adapter);
+}
+
+// Not listed as "other implementations" in errors: they are ours, not
+// the user's to pick from.
+#[diagnostic::do_not_recommend]
+impl<K, T, E> FitsFlight<ResultPolicy<T, E>, T, E> for SingleFlight<K, T, E>
+where
+    ResultPolicy<T, E>: Policy<Output = Result<T, E>, Value = T, Error = E>,
+{
+    type Fitted = Self;
+    type Adapter = Adapter<T, E, Result<T, E>>;
+    #[inline]
+    fn fitted(&self) -> (&Self, Self::Adapter) {
+        let adapter = Adapter {
+            into_result: ResultPolicy::<T, E>::into_result,
+            from_result: ResultPolicy::<T, E>::from_result,
+        };
+        (self, adapter)
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<K, R> FitsFlight<ValuePolicy<R>, R, Infallible> for SingleFlight<K, R, Infallible>
+where
+    ValuePolicy<R>: Policy<Output = R, Value = R, Error = Infallible>,
+{
+    type Fitted = Self;
+    type Adapter = Adapter<R, Infallible, R>;
+    #[inline]
+    fn fitted(&self) -> (&Self, Self::Adapter) {
+        let adapter = Adapter {
+            into_result: ValuePolicy::<R>::into_result,
+            from_result: ValuePolicy::<R>::from_result,
+        };
+        (self, adapter)
+    }
+}
+
+/// An invalid return type was reported already: fit anything, so that it
+/// is not reported again.
+#[diagnostic::do_not_recommend]
+impl<K, V, E, R> FitsFlight<Invalid<R>, V, E> for SingleFlight<K, V, E> {
+    type Fitted = SingleFlight<K, (), Infallible>;
+    type Adapter = Adapter<(), Infallible, R>;
+    fn fitted(&self) -> (&Self::Fitted, Self::Adapter) {
+        unreachable!("a program with an invalid #[idempotent] return type does not compile")
+    }
+}
+
+/// Finds the `SingleFlight` behind a `flight = ...` expression: the
+/// generated code calls `(&flight).__idem_flight()`, so that method-call
+/// auto-deref sees through `Arc`, `Box` and other smart pointers.
+pub trait Flight {
+    /// The table's key type.
+    type Key;
+    /// The table's value type.
+    type Value;
+    /// The table's error type.
+    type Error;
+    /// The flight itself.
+    fn __idem_flight(&self) -> &SingleFlight<Self::Key, Self::Value, Self::Error>;
+}
+
+impl<K, V, E> Flight for SingleFlight<K, V, E> {
+    type Key = K;
+    type Value = V;
+    type Error = E;
+
+    #[inline]
+    fn __idem_flight(&self) -> &Self {
+        self
+    }
+}
+
+/// Checks a `flight` against the return type's policy, once, and returns
+/// the table to run in and how to convert to and from its types. The
+/// generated code calls `fit((&flight).__idem_flight(), policy)`.
+#[inline]
+#[allow(clippy::type_complexity)]
+pub fn fit<K, V, E, P>(
+    flight: &SingleFlight<K, V, E>,
+    _policy: P,
+) -> (
+    &<SingleFlight<K, V, E> as FitsFlight<P, V, E>>::Fitted,
+    <SingleFlight<K, V, E> as FitsFlight<P, V, E>>::Adapter,
+)
+where
+    P: Policy,
+    SingleFlight<K, V, E>: FitsFlight<P, V, E>,
+{
+    flight.fitted()
+}
+
+/// Fixes the key of an `#[idempotent(flight = ...)]` fn to the flight's key
+/// type. A plain `K` parameter, so that a key whose type comes from that
+/// expectation (`id.into()`, `s.parse().unwrap_or_default()`) infers it; a
+/// key of another type is a "mismatched types" error at the key expression.
+#[inline]
+pub fn flight_key<K, V, E>(_flight: &SingleFlight<K, V, E>, key: K) -> K {
+    key
+}
