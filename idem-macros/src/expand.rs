@@ -364,7 +364,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
     let key_span = bounds(key).0;
     let call_site = Span::call_site();
 
-    let policy = local("__idem_policy", bounds(&ret_span).0);
+    let return_kind = local("__idem_return_kind", bounds(&ret_span).0);
     let key_var = local("__idem_key", key_span);
     let kind = local("__idem_kind", key_span);
     // The body, as the work of a flight. `move`: it owns the arguments it
@@ -416,18 +416,18 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
                 ResultBadError as _, ResultBadValue as _, ResultOk as _, ValueBad as _,
                 ValueOk as _,
             },
-            Flight as _,
+            AsFlight as _,
         };
     };
-    let classify_policy = {
+    let classify_return = {
         let (first, _) = bounds(&ret_span);
         let dispatch = spanned_call(
-            quote_spanned!(first=> &&&&&::idem::__private::return_probe::Probe::<#ret>::new()),
-            "__idem_policy",
+            quote_spanned!(first=> &&&&&::idem::__private::return_probe::ReturnProbe::<#ret>::new()),
+            "__idem_return_kind",
             TokenStream::new(),
             bounds(&ret_span),
         );
-        quote!(let #policy = #dispatch;)
+        quote!(let #return_kind = #dispatch;)
     };
 
     let body = if let Some(flight) = &args.flight {
@@ -447,7 +447,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         // The call, too, spans the flight expression: rustc reports a
         // flight that does not fit at the argument and, normalizing `fit`'s
         // return type, at the call; at one span, the two are one error.
-        let mut fit_args = Group::new(Delimiter::Parenthesis, quote!(#found, #policy));
+        let mut fit_args = Group::new(Delimiter::Parenthesis, quote!(#found, #return_kind));
         fit_args.set_span(last);
         let fit = quote_spanned!(first=> ::idem::__private::fit #fit_args);
         let key_value = owned(key, &args_names, &used_names);
@@ -465,7 +465,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         // against its key type as an argument spanned like the user's key
         // expression: a mismatch is then one error, at the key, in words.
         quote! {
-            #classify_policy
+            #classify_return
             let (#flight_var, #adapter) = #fit;
             let #key_var = ::idem::__private::flight_key(#flight_var, #key_value);
             #call
@@ -560,7 +560,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         let instantiation = quote_spanned!(call_site=> || {});
         let call = driver_call(
             driver,
-            quote!(#slot_var, #instantiation, #policy, #kind, #key_var, || #config, #work,),
+            quote!(#slot_var, #instantiation, #return_kind, #kind, #key_var, || #config, #work,),
             work_span,
         );
         // The slot's `static` is in a block of its own, so that its name is
@@ -569,7 +569,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         // `__IDEM_SLOT` is theirs. One `static` per function still.
         quote! {
             #eval_key
-            #classify_policy
+            #classify_return
             let #slot_var: &'static ::idem::__private::Slot = {
                 static #slot: ::idem::__private::Slot = ::idem::__private::Slot::new();
                 &#slot

@@ -7,7 +7,7 @@ use std::hash::Hash;
 
 use super::diagnostics::DetachedWork;
 use super::key_probe::KeyKind;
-use super::return_probe::Policy;
+use super::return_probe::ReturnKind;
 use super::slot::{Config, Slot};
 use super::user_flight::Adapter;
 use crate::SingleFlight;
@@ -16,58 +16,58 @@ use crate::SingleFlight;
 ///
 /// `M` is the type of a closure written in the function (see [`Slot`]).
 #[allow(clippy::too_many_arguments)]
-pub async fn run<M, P, C, K, Cfg, F, Fut>(
+pub async fn run<M, Ret, C, K, Cfg, F, Fut>(
     slot: &'static Slot,
     _instantiation: M,
-    _policy: P,
+    _return_kind: Ret,
     _kind: C,
     key: K,
     config: Cfg,
     work: F,
-) -> P::Output
+) -> Ret::Output
 where
     M: 'static,
-    P: Policy,
+    Ret: ReturnKind,
     C: KeyKind<K>,
     Cfg: FnOnce() -> Config,
     F: FnOnce() -> Fut,
-    Fut: Future<Output = P::Output>,
+    Fut: Future<Output = Ret::Output>,
 {
-    let table = slot.table::<M, C::Key, P::Value, P::Error>(config);
+    let table = slot.table::<M, C::Key, Ret::Value, Ret::Error>(config);
     let out = table
         .run(C::into_key(key), move || async move {
-            P::into_result(work().await)
+            Ret::into_result(work().await)
         })
         .await;
-    P::from_result(out)
+    Ret::from_result(out)
 }
 
 /// [`run`] with `detached`: the work runs on its own task.
 #[allow(clippy::too_many_arguments)]
-pub async fn run_detached<M, P, C, K, Cfg, F, Fut>(
+pub async fn run_detached<M, Ret, C, K, Cfg, F, Fut>(
     slot: &'static Slot,
     _instantiation: M,
-    _policy: P,
+    _return_kind: Ret,
     _kind: C,
     key: K,
     config: Cfg,
     work: F,
-) -> P::Output
+) -> Ret::Output
 where
     M: 'static,
-    P: Policy,
+    Ret: ReturnKind,
     C: KeyKind<K>,
     Cfg: FnOnce() -> Config,
     F: FnOnce() -> Fut + DetachedWork,
-    Fut: Future<Output = P::Output> + DetachedWork,
+    Fut: Future<Output = Ret::Output> + DetachedWork,
 {
-    let table = slot.table::<M, C::Key, P::Value, P::Error>(config);
+    let table = slot.table::<M, C::Key, Ret::Value, Ret::Error>(config);
     let out = table
         .run_detached(C::into_key(key), move || async move {
-            P::into_result(work().await)
+            Ret::into_result(work().await)
         })
         .await;
-    P::from_result(out)
+    Ret::from_result(out)
 }
 
 /// The body of an `#[idempotent(flight = ...)]` function. The adapter

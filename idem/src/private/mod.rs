@@ -10,8 +10,9 @@
 //! Two things are decided by the type checker rather than by the macro,
 //! which only sees tokens:
 //!
-//! * the **policy**: whether the function returns a `Result` (its `Err`s are
-//!   not cached) or any other value (cached as is); see [`return_probe`];
+//! * the **return kind**: whether the function returns a `Result` (its
+//!   `Err`s are not cached) or any other value (cached as is); see
+//!   [`return_probe`];
 //! * the **key kind**: an owned, hashable key, a borrowed one, or one that
 //!   cannot be a key; see [`key_probe`].
 //!
@@ -21,7 +22,7 @@
 //! not meet (one of the [`diagnostics`] traits): its
 //! `#[diagnostic::on_unimplemented]` message is the compile error the user
 //! sees, naming the type and saying how to fix it. They return a marker
-//! (`Invalid`, `InvalidKey`) that every driver accepts, so that the error
+//! (`InvalidReturn`, `InvalidKey`) that every driver accepts, so that the error
 //! is reported once, not again at each use. (A bound on a driver would be
 //! reported three times: at the argument, the call and the `.await`.)
 //!
@@ -54,4 +55,4 @@ pub use diagnostics::{
 };
 pub use drivers::{run, run_detached, run_in, run_in_detached};
 pub use slot::{Config, Slot};
-pub use user_flight::{fit, flight_key, Adapter, FitsFlight, Flight};
+pub use user_flight::{fit, flight_key, Adapter, AsFlight, FitsFlight};

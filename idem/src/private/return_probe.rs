@@ -3,12 +3,12 @@
 //!
 //! The macro cannot tell a `Result` behind a type alias (`io::Result<T>`,
 //! `anyhow::Result<T>`, `type Res<T> = ...`) from any other type, so it
-//! asks: the expansion calls `(&&&&&Probe::<R>::new()).__idem_policy()`
+//! asks: the expansion calls `(&&&&&ReturnProbe::<R>::new()).__idem_return_kind()`
 //! with the levels below in scope, and the first level whose impl applies
 //! (see [`autoref`](super::autoref)) returns a marker implementing
-//! [`Policy`]. The levels for a type that cannot be stored require a
+//! [`ReturnKind`]. The levels for a type that cannot be stored require a
 //! [diagnostic](super::diagnostics) trait it does not implement, and return
-//! [`Invalid`], which every driver accepts, so that the error is reported
+//! [`InvalidReturn`], which every driver accepts, so that the error is reported
 //! once, not again at each use.
 
 use std::convert::Infallible;
@@ -20,7 +20,7 @@ use super::diagnostics::{ErrorMustBeShareable, ValueMustBeShareable};
 use crate::Error;
 
 /// How a function's return type maps to a table's value and error types.
-pub trait Policy {
+pub trait ReturnKind {
     /// The function's return type.
     type Output;
     /// What the table stores.
@@ -35,20 +35,20 @@ pub trait Policy {
 
 /// A `Result<T, E>`: `Ok` values are stored, `Err`s go to the callers of
 /// their execution only.
-pub struct ResultPolicy<T, E>(PhantomData<fn() -> (T, E)>);
+pub struct ResultReturn<T, E>(PhantomData<fn() -> (T, E)>);
 
 /// Any other type `R`: stored as is.
-pub struct ValuePolicy<R>(PhantomData<fn() -> R>);
+pub struct ValueReturn<R>(PhantomData<fn() -> R>);
 
 /// A return type that cannot be stored: the error was reported where the
-/// policy was picked, and this marker keeps the rest of the expansion from
+/// kind was picked, and this marker keeps the rest of the expansion from
 /// reporting it again.
-pub struct Invalid<R>(PhantomData<fn() -> R>);
+pub struct InvalidReturn<R>(PhantomData<fn() -> R>);
 
 /// Classifies a return type `R`; see the [module docs](self).
-pub struct Probe<R>(PhantomData<fn() -> R>);
+pub struct ReturnProbe<R>(PhantomData<fn() -> R>);
 
-impl<R> Probe<R> {
+impl<R> ReturnProbe<R> {
     /// The probe for `R`.
     #[allow(clippy::new_without_default)] // never used but by the expansion
     pub const fn new() -> Self {
@@ -76,10 +76,10 @@ macro_rules! markers {
 }
 
 markers!(
-    ResultPolicy<T, E>,
-    ValuePolicy<R>,
-    Invalid<R>,
-    Probe<R>
+    ResultReturn<T, E>,
+    ValueReturn<R>,
+    InvalidReturn<R>,
+    ReturnProbe<R>
 );
 
 /// What a caller does when the flight it was coalesced on did not return a
@@ -102,7 +102,7 @@ fn resume<E>(e: Error<E>) -> ! {
     )
 }
 
-impl<T, E> Policy for ResultPolicy<T, E>
+impl<T, E> ReturnKind for ResultReturn<T, E>
 where
     T: Clone + Send + Sync + 'static,
     E: Clone + Send + Sync + 'static,
@@ -122,7 +122,7 @@ where
     }
 }
 
-impl<R> Policy for ValuePolicy<R>
+impl<R> ReturnKind for ValueReturn<R>
 where
     R: Clone + Send + Sync + 'static,
 {
@@ -141,7 +141,7 @@ where
     }
 }
 
-impl<R> Policy for Invalid<R> {
+impl<R> ReturnKind for InvalidReturn<R> {
     type Output = R;
     type Value = ();
     type Error = Infallible;
@@ -157,31 +157,31 @@ impl<R> Policy for Invalid<R> {
 
 level!(
     /// Level 0: a `Result` whose value and error can be shared.
-    ResultOk::__idem_policy for &&&&Probe<Result<T, E>> => ResultPolicy<T, E>,
+    ResultOk::__idem_return_kind for &&&&ReturnProbe<Result<T, E>> => ResultReturn<T, E>,
     [T, E] where { T: Clone + Send + Sync + 'static, E: Clone + Send + Sync + 'static },
     check (): Fine
 );
 level!(
     /// Level 1: a `Result` whose error cannot be shared.
-    ResultBadError::__idem_policy for &&&Probe<Result<T, E>> => Invalid<Result<T, E>>,
+    ResultBadError::__idem_return_kind for &&&ReturnProbe<Result<T, E>> => InvalidReturn<Result<T, E>>,
     [T, E] where { T: Clone + Send + Sync + 'static },
     check E: ErrorMustBeShareable
 );
 level!(
     /// Level 2: a `Result` whose value cannot be shared.
-    ResultBadValue::__idem_policy for &&Probe<Result<T, E>> => Invalid<Result<T, E>>,
+    ResultBadValue::__idem_return_kind for &&ReturnProbe<Result<T, E>> => InvalidReturn<Result<T, E>>,
     [T, E],
     check T: ValueMustBeShareable
 );
 level!(
     /// Level 3: any other type that can be shared.
-    ValueOk::__idem_policy for &Probe<R> => ValuePolicy<R>,
+    ValueOk::__idem_return_kind for &ReturnProbe<R> => ValueReturn<R>,
     [R] where { R: Clone + Send + Sync + 'static },
     check (): Fine
 );
 level!(
     /// Level 4: any other type.
-    ValueBad::__idem_policy for Probe<R> => Invalid<R>,
+    ValueBad::__idem_return_kind for ReturnProbe<R> => InvalidReturn<R>,
     [R],
     check R: ValueMustBeShareable
 );

@@ -1,12 +1,12 @@
 //! A `flight = ...` of the user's, checked against the function's return
-//! type: [`Flight`] finds the `SingleFlight` behind the expression,
+//! type: [`AsFlight`] finds the `SingleFlight` behind the expression,
 //! [`fit`] checks its value and error types against the return type's
-//! [`Policy`], once, and [`flight_key`] types the key as the flight's.
+//! [`ReturnKind`], once, and [`flight_key`] types the key as the flight's.
 
 use std::convert::Infallible;
 use std::fmt;
 
-use super::return_probe::{Invalid, Policy, ResultPolicy, ValuePolicy};
+use super::return_probe::{InvalidReturn, ResultReturn, ReturnKind, ValueReturn};
 use crate::{Error, SingleFlight};
 
 pub struct Adapter<V, E, R> {
@@ -20,10 +20,10 @@ impl<V, E, R> fmt::Debug for Adapter<V, E, R> {
     }
 }
 
-/// Implemented by a `SingleFlight<K, V, E>` for the policy of every return
+/// Implemented by a `SingleFlight<K, V, E>` for the kind of every return
 /// type it can serve: `Result<V, E>`, or `V` when `E` is `Infallible`.
 ///
-/// The trait is on the flight, not on the policy, so that an error blames
+/// The trait is on the flight, not on the return kind, so that an error blames
 /// the `flight` expression: rustc points at the argument whose type holds
 /// the unsatisfied bound's `Self`.
 #[diagnostic::on_unimplemented(
@@ -31,7 +31,7 @@ impl<V, E, R> fmt::Debug for Adapter<V, E, R> {
     label = "this flight stores `{V}` values and `{E}` errors",
     note = "a function returning `Result<T, E>` needs a `SingleFlight<K, T, E>`; one returning any other type `T` needs a `SingleFlight<K, T>`"
 )]
-pub trait FitsFlight<P: Policy, V, E> {
+pub trait FitsFlight<Ret: ReturnKind, V, E> {
     /// The table the work runs in: `Self`, or for an invalid return type
     /// (reported already) a stand-in whose types meet every bound of
     /// [`run_in`](super::run_in), so that the flight's types are not reported again.
@@ -45,34 +45,34 @@ pub trait FitsFlight<P: Policy, V, E> {
 // Not listed as "other implementations" in errors: they are ours, not
 // the user's to pick from.
 #[diagnostic::do_not_recommend]
-impl<K, T, E> FitsFlight<ResultPolicy<T, E>, T, E> for SingleFlight<K, T, E>
+impl<K, T, E> FitsFlight<ResultReturn<T, E>, T, E> for SingleFlight<K, T, E>
 where
-    ResultPolicy<T, E>: Policy<Output = Result<T, E>, Value = T, Error = E>,
+    ResultReturn<T, E>: ReturnKind<Output = Result<T, E>, Value = T, Error = E>,
 {
     type Fitted = Self;
     type Adapter = Adapter<T, E, Result<T, E>>;
     #[inline]
     fn fitted(&self) -> (&Self, Self::Adapter) {
         let adapter = Adapter {
-            into_result: ResultPolicy::<T, E>::into_result,
-            from_result: ResultPolicy::<T, E>::from_result,
+            into_result: ResultReturn::<T, E>::into_result,
+            from_result: ResultReturn::<T, E>::from_result,
         };
         (self, adapter)
     }
 }
 
 #[diagnostic::do_not_recommend]
-impl<K, R> FitsFlight<ValuePolicy<R>, R, Infallible> for SingleFlight<K, R, Infallible>
+impl<K, R> FitsFlight<ValueReturn<R>, R, Infallible> for SingleFlight<K, R, Infallible>
 where
-    ValuePolicy<R>: Policy<Output = R, Value = R, Error = Infallible>,
+    ValueReturn<R>: ReturnKind<Output = R, Value = R, Error = Infallible>,
 {
     type Fitted = Self;
     type Adapter = Adapter<R, Infallible, R>;
     #[inline]
     fn fitted(&self) -> (&Self, Self::Adapter) {
         let adapter = Adapter {
-            into_result: ValuePolicy::<R>::into_result,
-            from_result: ValuePolicy::<R>::from_result,
+            into_result: ValueReturn::<R>::into_result,
+            from_result: ValueReturn::<R>::from_result,
         };
         (self, adapter)
     }
@@ -81,7 +81,7 @@ where
 /// An invalid return type was reported already: fit anything, so that it
 /// is not reported again.
 #[diagnostic::do_not_recommend]
-impl<K, V, E, R> FitsFlight<Invalid<R>, V, E> for SingleFlight<K, V, E> {
+impl<K, V, E, R> FitsFlight<InvalidReturn<R>, V, E> for SingleFlight<K, V, E> {
     type Fitted = SingleFlight<K, (), Infallible>;
     type Adapter = Adapter<(), Infallible, R>;
     fn fitted(&self) -> (&Self::Fitted, Self::Adapter) {
@@ -92,7 +92,7 @@ impl<K, V, E, R> FitsFlight<Invalid<R>, V, E> for SingleFlight<K, V, E> {
 /// Finds the `SingleFlight` behind a `flight = ...` expression: the
 /// generated code calls `(&flight).__idem_flight()`, so that method-call
 /// auto-deref sees through `Arc`, `Box` and other smart pointers.
-pub trait Flight {
+pub trait AsFlight {
     /// The table's key type.
     type Key;
     /// The table's value type.
@@ -103,7 +103,7 @@ pub trait Flight {
     fn __idem_flight(&self) -> &SingleFlight<Self::Key, Self::Value, Self::Error>;
 }
 
-impl<K, V, E> Flight for SingleFlight<K, V, E> {
+impl<K, V, E> AsFlight for SingleFlight<K, V, E> {
     type Key = K;
     type Value = V;
     type Error = E;
@@ -114,21 +114,21 @@ impl<K, V, E> Flight for SingleFlight<K, V, E> {
     }
 }
 
-/// Checks a `flight` against the return type's policy, once, and returns
+/// Checks a `flight` against the return type's kind, once, and returns
 /// the table to run in and how to convert to and from its types. The
-/// generated code calls `fit((&flight).__idem_flight(), policy)`.
+/// generated code calls `fit((&flight).__idem_flight(), return_kind)`.
 #[inline]
 #[allow(clippy::type_complexity)]
-pub fn fit<K, V, E, P>(
+pub fn fit<K, V, E, Ret>(
     flight: &SingleFlight<K, V, E>,
-    _policy: P,
+    _return_kind: Ret,
 ) -> (
-    &<SingleFlight<K, V, E> as FitsFlight<P, V, E>>::Fitted,
-    <SingleFlight<K, V, E> as FitsFlight<P, V, E>>::Adapter,
+    &<SingleFlight<K, V, E> as FitsFlight<Ret, V, E>>::Fitted,
+    <SingleFlight<K, V, E> as FitsFlight<Ret, V, E>>::Adapter,
 )
 where
-    P: Policy,
-    SingleFlight<K, V, E>: FitsFlight<P, V, E>,
+    Ret: ReturnKind,
+    SingleFlight<K, V, E>: FitsFlight<Ret, V, E>,
 {
     flight.fitted()
 }
