@@ -401,7 +401,6 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
             #body_tokens
         }
     };
-    let detached = args.detached.is_some();
 
     // The traits of the auto-ref specialisations (see `idem::__private`),
     // imported as `_`: they bring no name into scope.
@@ -430,11 +429,11 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         quote!(let #return_kind = #dispatch;)
     };
 
-    let body = if let Some(flight) = &args.flight {
+    // Either way, the table is found first, and the key made its key.
+    let (find_table, table_var) = if let Some(flight) = &args.flight {
         let flight = &flight.value;
         let (first, last) = bounds(flight);
-        let flight_var = local("__idem_flight", first);
-        let adapter = local("__idem_adapter", first);
+        let table_var = local("__idem_table", first);
         // The flight goes to `fit` as an argument spanned like the user's
         // expression (from its first to its last token), which is where
         // rustc points when the flight does not fit the return type.
@@ -451,25 +450,15 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         fit_args.set_span(last);
         let fit = quote_spanned!(first=> ::idem::__private::fit #fit_args);
         let key_value = owned(key, &args_names, &used_names);
-        let driver = if detached {
-            quote!(run_in_detached)
-        } else {
-            quote!(run_in)
-        };
-        let call = driver_call(
-            driver,
-            quote!(#flight_var, #adapter, #key_var, #work),
-            work_span,
-        );
         // The flight is evaluated first, so that the key can be checked
         // against its key type as an argument spanned like the user's key
         // expression: a mismatch is then one error, at the key, in words.
-        quote! {
+        let find_table = quote! {
             #classify_return
-            let (#flight_var, #adapter) = #fit;
-            let #key_var = ::idem::__private::flight_key(#flight_var, #key_value);
-            #call
-        }
+            let #table_var = #fit;
+            let #key_var = ::idem::__private::flight_key(#table_var, #key_value);
+        };
+        (find_table, table_var)
     } else {
         let classify_key = |probe: TokenStream| {
             let (first, _) = bounds(key);
@@ -550,24 +539,16 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
             ));
             config.extend(quote!(.max_entries(#var())));
         }
-        let driver = if detached {
-            quote!(run_detached)
-        } else {
-            quote!(run)
-        };
         // The type of this closure differs for each instantiation of the
         // function's (and its impl's) generic parameters: one table each.
         let instantiation = quote_spanned!(call_site=> || {});
-        let call = driver_call(
-            driver,
-            quote!(#slot_var, #instantiation, #return_kind, #kind, #key_var, || #config, #work,),
-            work_span,
-        );
+        let table_var = local("__idem_table", call_site);
         // The slot's `static` is in a block of its own, so that its name is
         // not in scope in the body (`Span::mixed_site` does not hide items):
         // a parameter, a `let` or a `static` of the user's named
-        // `__IDEM_SLOT` is theirs. One `static` per function still.
-        quote! {
+        // `__IDEM_SLOT` is theirs. One `static` per function still. The
+        // table's key type is inferred from the key passed with it below.
+        let find_table = quote! {
             #eval_key
             #classify_return
             let #slot_var: &'static ::idem::__private::Slot = {
@@ -575,9 +556,27 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
                 &#slot
             };
             #settings
-            #call
-        }
+            let #key_var = ::idem::__private::key_probe::into_key(#kind, #key_var);
+            let #table_var = ::idem::__private::own_table(
+                #slot_var,
+                #instantiation,
+                #return_kind,
+                || #config,
+            );
+        };
+        (find_table, table_var)
     };
+    let driver = if args.detached.is_some() {
+        quote!(run_detached)
+    } else {
+        quote!(run)
+    };
+    let call = driver_call(
+        driver,
+        quote!(#table_var, #return_kind, #key_var, #work),
+        work_span,
+    );
+    let body = quote!(#find_table #call);
 
     // syn puts a body's inner attributes (`#![allow(..)]`) with the outer
     // ones: they go back at the top of the body.
@@ -612,6 +611,7 @@ mod tests {
             "pub async fn place (order : Order) -> Result < Receipt , PayError >",
             "{ static __IDEM_SLOT : :: idem :: __private :: Slot",
             ":: idem :: __private :: key_probe :: clone_key",
+            ":: idem :: __private :: own_table (",
             ":: idem :: __private :: run (",
             ":: core :: time :: Duration :: new (30u64 , 0u32)",
             "move || async move",
@@ -623,17 +623,19 @@ mod tests {
     }
 
     #[test]
-    fn flight_and_detached_pick_their_drivers() {
+    fn flight_and_detached_pick_the_table_and_the_driver() {
         let out = expand_str(
             "key = id, flight = self.flight, detached",
             "async fn get(&self, id: u64) -> u64 { id }",
         );
+        assert!(out.contains(":: idem :: __private :: fit ("), "{out}");
         assert!(
-            out.contains(":: idem :: __private :: run_in_detached ("),
+            out.contains(":: idem :: __private :: run_detached ("),
             "{out}"
         );
         assert!(out.contains("__idem_flight"), "{out}");
         assert!(!out.contains("__IDEM_SLOT"), "{out}");
+        assert!(!out.contains("own_table"), "{out}");
     }
 
     #[test]

@@ -86,6 +86,12 @@ pub fn key_of<K: Clone>(key: &K) -> K {
     key.clone()
 }
 
+/// The key, as the table takes it, once [`KeyProbe`] has classified it.
+#[inline]
+pub fn into_key<C: KeyKind<K>, K>(_kind: C, key: K) -> C::Key {
+    C::into_key(key)
+}
+
 /// Clones the value of a key written as a place, once [`KeyProbe`] has
 /// classified it. Never fails to compile: a key that cannot be cloned is
 /// reported once, by the classification.

@@ -17,7 +17,6 @@ use std::marker::PhantomData;
 
 use super::autoref::Fine;
 use super::diagnostics::{ErrorMustBeShareable, ValueMustBeShareable};
-use crate::Error;
 
 /// How a function's return type maps to a table's value and error types.
 pub trait ReturnKind {
@@ -29,8 +28,8 @@ pub trait ReturnKind {
     type Error: Clone + Send + Sync + 'static;
     /// The work's output, as the table sees it.
     fn into_result(out: Self::Output) -> Result<Self::Value, Self::Error>;
-    /// The table's answer, as the caller sees it. Panics resume as panics.
-    fn from_result(res: Result<Self::Value, Error<Self::Error>>) -> Self::Output;
+    /// A value or an error of the work's, as the function returns it.
+    fn from_result(res: Result<Self::Value, Self::Error>) -> Self::Output;
 }
 
 /// A `Result<T, E>`: `Ok` values are stored, `Err`s go to the callers of
@@ -82,26 +81,6 @@ markers!(
     ReturnProbe<R>
 );
 
-/// What a caller does when the flight it was coalesced on did not return a
-/// value: the work's own error is returned, a panic resumes as a panic with
-/// its message.
-fn fail<E>(e: Error<E>) -> E {
-    match e {
-        Error::Failed(e) => e,
-        other => resume(other),
-    }
-}
-
-/// Resumes a panic; any other error here is a detached flight whose task
-/// was dropped.
-fn resume<E>(e: Error<E>) -> ! {
-    let _aborted = e.resume_panic();
-    panic!(
-        "idem: the detached work of an #[idempotent] fn was dropped before it finished \
-         (its tokio runtime shut down)"
-    )
-}
-
 impl<T, E> ReturnKind for ResultReturn<T, E>
 where
     T: Clone + Send + Sync + 'static,
@@ -117,8 +96,8 @@ where
     }
 
     #[inline]
-    fn from_result(res: Result<T, Error<E>>) -> Result<T, E> {
-        res.map_err(fail)
+    fn from_result(res: Result<T, E>) -> Result<T, E> {
+        res
     }
 }
 
@@ -136,8 +115,11 @@ where
     }
 
     #[inline]
-    fn from_result(res: Result<R, Error<Infallible>>) -> R {
-        res.unwrap_or_else(|e| resume(e))
+    fn from_result(res: Result<R, Infallible>) -> R {
+        match res {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
     }
 }
 
@@ -150,7 +132,7 @@ impl<R> ReturnKind for InvalidReturn<R> {
         unreachable!("a program with an invalid #[idempotent] return type does not compile")
     }
 
-    fn from_result(_: Result<(), Error<Infallible>>) -> R {
+    fn from_result(_: Result<(), Infallible>) -> R {
         unreachable!("a program with an invalid #[idempotent] return type does not compile")
     }
 }

@@ -1,6 +1,7 @@
 //! The table of a function without `flight = ...`: a [`Slot`] in a hidden
 //! `static` inside the function, holding one table per instantiation,
-//! built on first use from the attribute's settings ([`Config`]).
+//! built on first use from the attribute's settings ([`Config`]), and
+//! found by [`own_table`].
 
 use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
@@ -12,7 +13,30 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 
+use super::return_probe::ReturnKind;
 use crate::SingleFlight;
+
+/// The table of an `#[idempotent]` function without `flight = ...`: the
+/// table of instantiation `M` in the function's `slot`, with the key type
+/// `K` of its key (inferred from the call it is passed to) and the value
+/// and error types of its return kind, built with `config` on first use.
+///
+/// `M` is the type of a closure written in the function (see [`Slot`]).
+#[inline]
+pub fn own_table<M, Ret, K, Cfg>(
+    slot: &'static Slot,
+    _instantiation: M,
+    _return_kind: Ret,
+    config: Cfg,
+) -> &'static SingleFlight<K, Ret::Value, Ret::Error>
+where
+    M: 'static,
+    Ret: ReturnKind,
+    K: Hash + Eq + Send + Sync + 'static,
+    Cfg: FnOnce() -> Config,
+{
+    slot.table::<M, K, Ret::Value, Ret::Error>(config)
+}
 
 /// The settings of a function's own table, from the attribute.
 #[derive(Debug, Clone, Copy)]

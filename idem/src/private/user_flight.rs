@@ -4,28 +4,16 @@
 //! [`ReturnKind`], once, and [`flight_key`] types the key as the flight's.
 
 use std::convert::Infallible;
-use std::fmt;
 
 use super::return_probe::{InvalidReturn, ResultReturn, ReturnKind, ValueReturn};
-use crate::{Error, SingleFlight};
-
-pub struct Adapter<V, E, R> {
-    pub(super) into_result: fn(R) -> Result<V, E>,
-    pub(super) from_result: fn(Result<V, Error<E>>) -> R,
-}
-
-impl<V, E, R> fmt::Debug for Adapter<V, E, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Adapter")
-    }
-}
+use crate::SingleFlight;
 
 /// Implemented by a `SingleFlight<K, V, E>` for the kind of every return
 /// type it can serve: `Result<V, E>`, or `V` when `E` is `Infallible`.
 ///
-/// The trait is on the flight, not on the return kind, so that an error blames
-/// the `flight` expression: rustc points at the argument whose type holds
-/// the unsatisfied bound's `Self`.
+/// The trait is on the flight, not on the return kind, so that an error
+/// blames the `flight` expression: rustc points at the argument whose type
+/// holds the unsatisfied bound's `Self`.
 #[diagnostic::on_unimplemented(
     message = "the return type of this `#[idempotent]` fn does not fit its `flight`, a `SingleFlight<_, {V}, {E}>`",
     label = "this flight stores `{V}` values and `{E}` errors",
@@ -33,13 +21,11 @@ impl<V, E, R> fmt::Debug for Adapter<V, E, R> {
 )]
 pub trait FitsFlight<Ret: ReturnKind, V, E> {
     /// The table the work runs in: `Self`, or for an invalid return type
-    /// (reported already) a stand-in whose types meet every bound of
-    /// [`run_in`](super::run_in), so that the flight's types are not reported again.
+    /// (reported already) a stand-in of the types [`InvalidReturn`] names,
+    /// so that the flight's types are not reported again.
     type Fitted;
-    /// [`Adapter`] for [`Self::Fitted`].
-    type Adapter;
-    /// The flight and how to convert to and from its types.
-    fn fitted(&self) -> (&Self::Fitted, Self::Adapter);
+    /// The flight, as [`Self::Fitted`].
+    fn fitted(&self) -> &Self::Fitted;
 }
 
 // Not listed as "other implementations" in errors: they are ours, not
@@ -50,14 +36,9 @@ where
     ResultReturn<T, E>: ReturnKind<Output = Result<T, E>, Value = T, Error = E>,
 {
     type Fitted = Self;
-    type Adapter = Adapter<T, E, Result<T, E>>;
     #[inline]
-    fn fitted(&self) -> (&Self, Self::Adapter) {
-        let adapter = Adapter {
-            into_result: ResultReturn::<T, E>::into_result,
-            from_result: ResultReturn::<T, E>::from_result,
-        };
-        (self, adapter)
+    fn fitted(&self) -> &Self {
+        self
     }
 }
 
@@ -67,14 +48,9 @@ where
     ValueReturn<R>: ReturnKind<Output = R, Value = R, Error = Infallible>,
 {
     type Fitted = Self;
-    type Adapter = Adapter<R, Infallible, R>;
     #[inline]
-    fn fitted(&self) -> (&Self, Self::Adapter) {
-        let adapter = Adapter {
-            into_result: ValueReturn::<R>::into_result,
-            from_result: ValueReturn::<R>::from_result,
-        };
-        (self, adapter)
+    fn fitted(&self) -> &Self {
+        self
     }
 }
 
@@ -83,8 +59,7 @@ where
 #[diagnostic::do_not_recommend]
 impl<K, V, E, R> FitsFlight<InvalidReturn<R>, V, E> for SingleFlight<K, V, E> {
     type Fitted = SingleFlight<K, (), Infallible>;
-    type Adapter = Adapter<(), Infallible, R>;
-    fn fitted(&self) -> (&Self::Fitted, Self::Adapter) {
+    fn fitted(&self) -> &Self::Fitted {
         unreachable!("a program with an invalid #[idempotent] return type does not compile")
     }
 }
@@ -115,17 +90,13 @@ impl<K, V, E> AsFlight for SingleFlight<K, V, E> {
 }
 
 /// Checks a `flight` against the return type's kind, once, and returns
-/// the table to run in and how to convert to and from its types. The
-/// generated code calls `fit((&flight).__idem_flight(), return_kind)`.
+/// the table to run in. The generated code calls
+/// `fit((&flight).__idem_flight(), return_kind)`.
 #[inline]
-#[allow(clippy::type_complexity)]
 pub fn fit<K, V, E, Ret>(
     flight: &SingleFlight<K, V, E>,
     _return_kind: Ret,
-) -> (
-    &<SingleFlight<K, V, E> as FitsFlight<Ret, V, E>>::Fitted,
-    <SingleFlight<K, V, E> as FitsFlight<Ret, V, E>>::Adapter,
-)
+) -> &<SingleFlight<K, V, E> as FitsFlight<Ret, V, E>>::Fitted
 where
     Ret: ReturnKind,
     SingleFlight<K, V, E>: FitsFlight<Ret, V, E>,
