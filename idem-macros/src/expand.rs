@@ -363,6 +363,13 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         .collect();
     let key_span = bounds(key).0;
     let call_site = Span::call_site();
+    // The function's path, for messages (a method's lacks its type).
+    let name_var = local("__idem_fn", call_site);
+    let name = sig.ident.to_string();
+    let name_let = quote! {
+        let #name_var: &'static ::core::primitive::str =
+            ::core::concat!(::core::module_path!(), "::", #name);
+    };
 
     let return_kind = local("__idem_return_kind", bounds(&ret_span).0);
     let key_var = local("__idem_key", key_span);
@@ -514,10 +521,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         };
         let slot = format_ident!("__IDEM_SLOT", span = Span::mixed_site());
         let slot_var = local("__idem_slot", call_site);
-        let name = sig.ident.to_string();
-        let mut config = quote! {
-            ::idem::__private::Config::new(::core::concat!(::core::module_path!(), "::", #name))
-        };
+        let mut config = quote!(::idem::__private::Config::new(#name_var));
         let mut settings = TokenStream::new();
         if let Some(ttl) = &args.ttl {
             let var = local("__idem_ttl", call_site);
@@ -573,10 +577,10 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
     };
     let call = driver_call(
         driver,
-        quote!(#table_var, #return_kind, #key_var, #work),
+        quote!(#table_var, #return_kind, #name_var, #key_var, #work),
         work_span,
     );
-    let body = quote!(#find_table #call);
+    let body = quote!(#name_let #find_table #call);
 
     // syn puts a body's inner attributes (`#![allow(..)]`) with the outer
     // ones: they go back at the top of the body.

@@ -18,10 +18,12 @@ use super::return_probe::ReturnKind;
 use crate::{Error, SingleFlight};
 
 /// The body of an `#[idempotent]` function: `work` runs as the flight of
-/// `key` in `table`, driven by the caller that starts it.
+/// `key` in `table`, driven by the caller that starts it. `name` is the
+/// function's path, for messages.
 pub async fn run<Ret, K, F, Fut>(
     table: &SingleFlight<K, Ret::Value, Ret::Error>,
     _return_kind: Ret,
+    name: &'static str,
     key: K,
     work: F,
 ) -> Ret::Output
@@ -34,13 +36,14 @@ where
     let out = table
         .run(key, move || async move { Ret::into_result(work().await) })
         .await;
-    answer::<Ret>(out)
+    answer::<Ret>(out, name)
 }
 
 /// [`run`] with `detached`: the work runs on its own task.
 pub async fn run_detached<Ret, K, F, Fut>(
     table: &SingleFlight<K, Ret::Value, Ret::Error>,
     _return_kind: Ret,
+    name: &'static str,
     key: K,
     work: F,
 ) -> Ret::Output
@@ -53,32 +56,42 @@ where
     let out = table
         .run_detached(key, move || async move { Ret::into_result(work().await) })
         .await;
-    answer::<Ret>(out)
+    answer::<Ret>(out, name)
 }
 
-/// The table's answer, as the function returns it: a value, or the work's
-/// own error. Anything else becomes a panic of the caller's (see [`fail`]).
+/// The table's answer, as the function `name` returns it: a value, or the
+/// work's own error. Anything else becomes a panic of the caller's (see
+/// [`fail`]).
 #[inline]
-fn answer<Ret: ReturnKind>(out: Result<Ret::Value, Error<Ret::Error>>) -> Ret::Output {
-    Ret::from_result(out.map_err(fail))
+fn answer<Ret: ReturnKind>(
+    out: Result<Ret::Value, Error<Ret::Error>>,
+    name: &'static str,
+) -> Ret::Output {
+    Ret::from_result(out.map_err(|e| fail(e, name)))
 }
 
-/// What a caller does when the flight it was coalesced on did not return a
-/// value: the work's own error is returned, a panic resumes as a panic with
-/// its message.
-fn fail<E>(e: Error<E>) -> E {
-    match e {
+/// What a caller of the function `name` does when the flight it was
+/// coalesced on did not return a value. The work's own error is returned.
+/// A panic, of the work or of a `Clone` or `Drop` of its key or value,
+/// resumes as a panic with its message (which says which). An aborted
+/// flight, whose detached task was dropped before it finished, is a panic
+/// that says so, naming the function: the return type has no room for it.
+///
+/// The match is exhaustive (`Error` is `#[non_exhaustive]` for other
+/// crates only): a new kind of error must be given its message here.
+fn fail<E>(e: Error<E>, name: &'static str) -> E {
+    match e.resume_panic() {
         Error::Failed(e) => e,
-        other => resume(other),
+        Error::Aborted => aborted(name),
+        Error::Panicked(_) => unreachable!("`resume_panic` resumes panics"),
     }
 }
 
-/// Resumes a panic; any other error here is a detached flight whose task
-/// was dropped.
-fn resume<E>(e: Error<E>) -> ! {
-    let _aborted = e.resume_panic();
+#[cold]
+#[inline(never)]
+fn aborted(name: &'static str) -> ! {
     panic!(
-        "idem: the detached work of an #[idempotent] fn was dropped before it finished \
-         (its tokio runtime shut down)"
+        "idem: the detached work of `#[idempotent]` fn `{name}` was dropped before it \
+         finished: the tokio runtime it was spawned on shut down"
     )
 }
