@@ -1,4 +1,6 @@
-//! Code generation. See `docs/macro.md` for the expansion, commented.
+//! Code generation. The expansion, commented, and the support code it
+//! calls are documented in `idem/src/private/mod.rs` (`idem::__private`,
+//! hidden from rustdoc); the options are documented on `idempotent`.
 
 use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
