@@ -87,6 +87,7 @@ fn fail<E>(e: Error<E>, name: &'static str) -> E {
     }
 }
 
+/// The panic of a caller whose detached flight was dropped unfinished.
 #[cold]
 #[inline(never)]
 fn aborted(name: &'static str) -> ! {

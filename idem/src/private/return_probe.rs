@@ -3,13 +3,14 @@
 //!
 //! The macro cannot tell a `Result` behind a type alias (`io::Result<T>`,
 //! `anyhow::Result<T>`, `type Res<T> = ...`) from any other type, so it
-//! asks: the expansion calls `(&&&&&ReturnProbe::<R>::new()).__idem_return_kind()`
-//! with the levels below in scope, and the first level whose impl applies
-//! (see [`autoref`](super::autoref)) returns a marker implementing
+//! asks: the expansion calls
+//! `(&&&&&ReturnProbe::<R>::new()).__idem_return_kind()` with the levels
+//! below in scope, and the first level whose impl applies (see
+//! [`autoref`](super::autoref)) returns a marker implementing
 //! [`ReturnKind`]. The levels for a type that cannot be stored require a
 //! [diagnostic](super::diagnostics) trait it does not implement, and return
-//! [`InvalidReturn`], which every driver accepts, so that the error is reported
-//! once, not again at each use.
+//! [`InvalidReturn`], which the rest of the expansion accepts, so that the
+//! error is reported once, not again at each use.
 
 use std::convert::Infallible;
 use std::fmt;
