@@ -365,12 +365,14 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         .collect();
     let key_span = bounds(key).0;
     let call_site = Span::call_site();
-    // The function's path, for messages (a method's lacks its type).
+    // The function's path, for messages (a method's lacks its type), as a
+    // closure that captures nothing: it takes no room in the future.
     let name_var = local("__idem_fn", call_site);
     let name = sig.ident.to_string();
     let name_let = quote! {
-        let #name_var: &'static ::core::primitive::str =
-            ::core::concat!(::core::module_path!(), "::", #name);
+        let #name_var = || -> &'static ::core::primitive::str {
+            ::core::concat!(::core::module_path!(), "::", #name)
+        };
     };
 
     let return_kind = local("__idem_return_kind", bounds(&ret_span).0);
@@ -523,7 +525,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         };
         let slot = format_ident!("__IDEM_SLOT", span = Span::mixed_site());
         let slot_var = local("__idem_slot", call_site);
-        let mut config = quote!(::idem::__private::Config::new(#name_var));
+        let mut config = quote!(::idem::__private::Config::new(#name_var()));
         let mut settings = TokenStream::new();
         if let Some(ttl) = &args.ttl {
             let var = local("__idem_ttl", call_site);

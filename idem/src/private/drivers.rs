@@ -12,51 +12,103 @@
 
 use std::future::Future;
 use std::hash::Hash;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use super::diagnostics::DetachedWork;
 use super::return_probe::ReturnKind;
 use crate::{Error, SingleFlight};
 
 /// The body of an `#[idempotent]` function: `work` runs as the flight of
-/// `key` in `table`, driven by the caller that starts it. `name` is the
-/// function's path, for messages.
-pub async fn run<Ret, K, F, Fut>(
+/// `key` in `table`, driven by the caller that starts it. `name` gives the
+/// function's path, for messages: a closure that captures nothing, so that
+/// it takes no room in the future.
+///
+/// Not an `async fn`: its future is the table's, wrapped ([`Answer`]), not
+/// one more state machine that would keep a copy of its arguments beside
+/// the table's (which has its own). On a cache hit, the moves of the
+/// future are most of what the macro costs over a hand-written call: an
+/// `async fn` here made it 280 bytes rather than 240 (232 by hand), and a
+/// hit 20% dearer rather than 5%, in instructions.
+pub fn run<Ret, K, F, Fut, N>(
     table: &SingleFlight<K, Ret::Value, Ret::Error>,
     _return_kind: Ret,
-    name: &'static str,
+    name: N,
     key: K,
     work: F,
-) -> Ret::Output
+) -> impl Future<Output = Ret::Output> + use<'_, Ret, K, F, Fut, N>
 where
     Ret: ReturnKind,
     K: Hash + Eq,
     F: FnOnce() -> Fut,
     Fut: Future<Output = Ret::Output>,
+    N: Fn() -> &'static str,
 {
-    let out = table
-        .run(key, move || async move { Ret::into_result(work().await) })
-        .await;
-    answer::<Ret>(out, name)
+    Answer::<Ret, _, _>::new(
+        table.run(key, move || async move { Ret::into_result(work().await) }),
+        name,
+    )
 }
 
 /// [`run`] with `detached`: the work runs on its own task.
-pub async fn run_detached<Ret, K, F, Fut>(
+pub fn run_detached<Ret, K, F, Fut, N>(
     table: &SingleFlight<K, Ret::Value, Ret::Error>,
     _return_kind: Ret,
-    name: &'static str,
+    name: N,
     key: K,
     work: F,
-) -> Ret::Output
+) -> impl Future<Output = Ret::Output> + use<'_, Ret, K, F, Fut, N>
 where
     Ret: ReturnKind,
     K: Hash + Eq + Send + Sync + 'static,
     F: FnOnce() -> Fut + DetachedWork,
     Fut: Future<Output = Ret::Output> + DetachedWork,
+    N: Fn() -> &'static str,
 {
-    let out = table
-        .run_detached(key, move || async move { Ret::into_result(work().await) })
-        .await;
-    answer::<Ret>(out, name)
+    Answer::<Ret, _, _>::new(
+        table.run_detached(key, move || async move { Ret::into_result(work().await) }),
+        name,
+    )
+}
+
+pin_project_lite::pin_project! {
+    /// The future of both drivers: the table's call, and its answer as the
+    /// function returns it.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    struct Answer<Ret, Call, N> {
+        #[pin]
+        call: Call,
+        name: N,
+        _return_kind: PhantomData<fn() -> Ret>,
+    }
+}
+
+impl<Ret, Call, N> Answer<Ret, Call, N> {
+    #[inline]
+    fn new(call: Call, name: N) -> Self {
+        Self {
+            call,
+            name,
+            _return_kind: PhantomData,
+        }
+    }
+}
+
+impl<Ret, Call, N> Future for Answer<Ret, Call, N>
+where
+    Ret: ReturnKind,
+    Call: Future<Output = Result<Ret::Value, Error<Ret::Error>>>,
+    N: Fn() -> &'static str,
+{
+    type Output = Ret::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ret::Output> {
+        let this = self.project();
+        let out = ready!(this.call.poll(cx));
+        Poll::Ready(answer::<Ret>(out, this.name))
+    }
 }
 
 /// The table's answer, as the function `name` returns it: a value, or the
@@ -65,9 +117,9 @@ where
 #[inline]
 fn answer<Ret: ReturnKind>(
     out: Result<Ret::Value, Error<Ret::Error>>,
-    name: &'static str,
+    name: &impl Fn() -> &'static str,
 ) -> Ret::Output {
-    Ret::from_result(out.map_err(|e| fail(e, name)))
+    Ret::from_result(out.map_err(|e| fail(e, name())))
 }
 
 /// What a caller of the function `name` does when the flight it was

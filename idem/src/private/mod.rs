@@ -45,8 +45,10 @@
 //!     // The levels of the two probes, imported as `_`: no name in scope.
 //!     use ::idem::__private::{key_probe::{Borrowed as _, ..}, return_probe::{..}, ..};
 //!
-//!     // The function's path, for messages.
-//!     let __idem_fn: &'static str = ::core::concat!(::core::module_path!(), "::", "place");
+//!     // The function's path, for messages, as a closure that captures
+//!     // nothing: it takes no room in the future.
+//!     let __idem_fn =
+//!         || -> &'static str { ::core::concat!(::core::module_path!(), "::", "place") };
 //!
 //!     // 1. The key, evaluated once. `order.id` is a place: it is cloned, so
 //!     //    the body still has all of `order` (a key that is not a place is
@@ -82,7 +84,7 @@
 //!         __idem_slot,
 //!         || {}, // its type tells the instantiations of a generic fn apart
 //!         __idem_return_kind,
-//!         || ::idem::__private::Config::new(__idem_fn).ttl(__idem_ttl()),
+//!         || ::idem::__private::Config::new(__idem_fn()).ttl(__idem_ttl()),
 //!     );
 //!
 //!     // 4. The body, unchanged, as the work of the flight. The dead
@@ -107,7 +109,9 @@
 //! ```
 //!
 //! [`run`] is `SingleFlight::run` on that table, with the conversions of
-//! the return kind around it; a panic of the flight resumes as a panic in
+//! the return kind around it (its future is the table's, wrapped: the
+//! expansion's future is the size of a hand-written call's, plus the
+//! function's arguments); a panic of the flight resumes as a panic in
 //! each caller, and so does, with a message naming the function, a
 //! detached flight dropped unfinished. With `detached`, the driver is
 //! [`run_detached`] (`SingleFlight::run_detached`), located at the
