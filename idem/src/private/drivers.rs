@@ -124,7 +124,7 @@ fn answer<Ret: ReturnKind>(
 
 /// What a caller of the function `name` does when the flight it was
 /// coalesced on did not return a value. The work's own error is returned.
-/// A panic, of the work or of a `Clone` or `Drop` of its key or value,
+/// A panic, of the work or of the `Clone` of its result for this caller,
 /// resumes as a panic with its message (which says which). An aborted
 /// flight, whose detached task was dropped before it finished, is a panic
 /// that says so, naming the function: the return type has no room for it.
