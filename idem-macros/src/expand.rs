@@ -1,4 +1,6 @@
-//! Code generation. See `docs/macro.md` for the expansion, commented.
+//! Code generation. The expansion, commented, and the support code it
+//! calls are documented in `idem/src/private/mod.rs` (`idem::__private`,
+//! hidden from rustdoc); the options are documented on `idempotent`.
 
 use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -122,13 +124,13 @@ fn place_root(e: &Expr) -> Option<&Ident> {
     }
 }
 
-/// A clone of a place's value, `::idem::__private::key_of(&(place))`, bound
+/// A clone of a place's value, `::idem::__private::key_probe::key_of(&(place))`, bound
 /// to a local first: were the call the argument itself, rustc would infer
 /// `key_of`'s type from the parameter it is passed to, and `f(name)` with
 /// `name: &String` and `f(&str)` would no longer coerce.
 fn cloned(e: &Expr) -> Expr {
     let part = Ident::new("__idem_part", Span::mixed_site());
-    let clone = quote_spanned!(e.span()=> ::idem::__private::key_of(&(#e)));
+    let clone = quote_spanned!(e.span()=> ::idem::__private::key_probe::key_of(&(#e)));
     Expr::Verbatim(quote_spanned! {Span::mixed_site()=>
         {
             #[allow(clippy::let_and_return)]
@@ -363,8 +365,17 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         .collect();
     let key_span = bounds(key).0;
     let call_site = Span::call_site();
+    // The function's path, for messages (a method's lacks its type), as a
+    // closure that captures nothing: it takes no room in the future.
+    let name_var = local("__idem_fn", call_site);
+    let name = sig.ident.to_string();
+    let name_let = quote! {
+        let #name_var = || -> &'static ::core::primitive::str {
+            ::core::concat!(::core::module_path!(), "::", #name)
+        };
+    };
 
-    let policy = local("__idem_policy", bounds(&ret_span).0);
+    let return_kind = local("__idem_return_kind", bounds(&ret_span).0);
     let key_var = local("__idem_key", key_span);
     let kind = local("__idem_kind", key_span);
     // The body, as the work of a flight. `move`: it owns the arguments it
@@ -401,40 +412,39 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
             #body_tokens
         }
     };
-    let detached = args.detached.is_some();
 
     // The traits of the auto-ref specialisations (see `idem::__private`),
     // imported as `_`: they bring no name into scope.
     let imports = quote! {
         #[allow(unused_imports)]
         use ::idem::__private::{
-            key::{
+            key_probe::{
                 AnyPart as _, Bad as _, Borrowed as _, BorrowedMut as _, BorrowedMutPart as _,
                 BorrowedPart as _, Owned as _,
             },
-            policy::{
+            return_probe::{
                 ResultBadError as _, ResultBadValue as _, ResultOk as _, ValueBad as _,
                 ValueOk as _,
             },
-            Flight as _,
+            AsFlight as _,
         };
     };
-    let classify_policy = {
+    let classify_return = {
         let (first, _) = bounds(&ret_span);
         let dispatch = spanned_call(
-            quote_spanned!(first=> &&&&&::idem::__private::Probe::<#ret>::new()),
-            "__idem_policy",
+            quote_spanned!(first=> &&&&&::idem::__private::return_probe::ReturnProbe::<#ret>::new()),
+            "__idem_return_kind",
             TokenStream::new(),
             bounds(&ret_span),
         );
-        quote!(let #policy = #dispatch;)
+        quote!(let #return_kind = #dispatch;)
     };
 
-    let body = if let Some(flight) = &args.flight {
+    // Either way, the table is found first, and the key made its key.
+    let (find_table, table_var) = if let Some(flight) = &args.flight {
         let flight = &flight.value;
         let (first, last) = bounds(flight);
-        let flight_var = local("__idem_flight", first);
-        let adapter = local("__idem_adapter", first);
+        let table_var = local("__idem_table", first);
         // The flight goes to `fit` as an argument spanned like the user's
         // expression (from its first to its last token), which is where
         // rustc points when the flight does not fit the return type.
@@ -447,34 +457,24 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         // The call, too, spans the flight expression: rustc reports a
         // flight that does not fit at the argument and, normalizing `fit`'s
         // return type, at the call; at one span, the two are one error.
-        let mut fit_args = Group::new(Delimiter::Parenthesis, quote!(#found, #policy));
+        let mut fit_args = Group::new(Delimiter::Parenthesis, quote!(#found, #return_kind));
         fit_args.set_span(last);
         let fit = quote_spanned!(first=> ::idem::__private::fit #fit_args);
         let key_value = owned(key, &args_names, &used_names);
-        let driver = if detached {
-            quote!(run_in_detached)
-        } else {
-            quote!(run_in)
-        };
-        let call = driver_call(
-            driver,
-            quote!(#flight_var, #adapter, #key_var, #work),
-            work_span,
-        );
         // The flight is evaluated first, so that the key can be checked
         // against its key type as an argument spanned like the user's key
         // expression: a mismatch is then one error, at the key, in words.
-        quote! {
-            #classify_policy
-            let (#flight_var, #adapter) = #fit;
-            let #key_var = ::idem::__private::flight_key(#flight_var, #key_value);
-            #call
-        }
+        let find_table = quote! {
+            #classify_return
+            let #table_var = #fit;
+            let #key_var = ::idem::__private::flight_key(#table_var, #key_value);
+        };
+        (find_table, table_var)
     } else {
         let classify_key = |probe: TokenStream| {
             let (first, _) = bounds(key);
             spanned_call(
-                quote_spanned!(first=> &&&::idem::__private::KeyProbe::of(#probe)),
+                quote_spanned!(first=> &&&::idem::__private::key_probe::KeyProbe::of(#probe)),
                 "__idem_key_kind",
                 TokenStream::new(),
                 bounds(key),
@@ -487,14 +487,14 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
                 let (#kind, #key_var) = {
                     let #r = &(#key);
                     let #kind = #classify;
-                    (#kind, ::idem::__private::clone_key(#kind, #r))
+                    (#kind, ::idem::__private::key_probe::clone_key(#kind, #r))
                 };
             }
         } else {
             let key_value = owned(key, &args_names, &used_names);
             let classify = classify_key(quote!(&#key_var));
             // A tuple's elements are checked for borrows first, each at its
-            // own span (see `idem::__private::key`).
+            // own span (see `idem::__private::key_probe`).
             let parts = match key {
                 Expr::Tuple(t) => t
                     .elems
@@ -507,7 +507,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
                             span: first,
                         };
                         let check = spanned_call(
-                            quote_spanned!(first=> &&&::idem::__private::KeyProbe::of(&#key_var.#index)),
+                            quote_spanned!(first=> &&&::idem::__private::key_probe::KeyProbe::of(&#key_var.#index)),
                             "__idem_key_part",
                             TokenStream::new(),
                             (first, last),
@@ -525,10 +525,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         };
         let slot = format_ident!("__IDEM_SLOT", span = Span::mixed_site());
         let slot_var = local("__idem_slot", call_site);
-        let name = sig.ident.to_string();
-        let mut config = quote! {
-            ::idem::__private::Config::new(::core::concat!(::core::module_path!(), "::", #name))
-        };
+        let mut config = quote!(::idem::__private::Config::new(#name_var()));
         let mut settings = TokenStream::new();
         if let Some(ttl) = &args.ttl {
             let var = local("__idem_ttl", call_site);
@@ -550,34 +547,44 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
             ));
             config.extend(quote!(.max_entries(#var())));
         }
-        let driver = if detached {
-            quote!(run_detached)
-        } else {
-            quote!(run)
-        };
         // The type of this closure differs for each instantiation of the
         // function's (and its impl's) generic parameters: one table each.
         let instantiation = quote_spanned!(call_site=> || {});
-        let call = driver_call(
-            driver,
-            quote!(#slot_var, #instantiation, #policy, #kind, #key_var, || #config, #work,),
-            work_span,
-        );
+        let table_var = local("__idem_table", call_site);
         // The slot's `static` is in a block of its own, so that its name is
         // not in scope in the body (`Span::mixed_site` does not hide items):
         // a parameter, a `let` or a `static` of the user's named
-        // `__IDEM_SLOT` is theirs. One `static` per function still.
-        quote! {
+        // `__IDEM_SLOT` is theirs. One `static` per function still. The
+        // table's key type is inferred from the key passed with it below.
+        let find_table = quote! {
             #eval_key
-            #classify_policy
+            #classify_return
             let #slot_var: &'static ::idem::__private::Slot = {
                 static #slot: ::idem::__private::Slot = ::idem::__private::Slot::new();
                 &#slot
             };
             #settings
-            #call
-        }
+            let #key_var = ::idem::__private::key_probe::into_key(#kind, #key_var);
+            let #table_var = ::idem::__private::own_table(
+                #slot_var,
+                #instantiation,
+                #return_kind,
+                || #config,
+            );
+        };
+        (find_table, table_var)
     };
+    let driver = if args.detached.is_some() {
+        quote!(run_detached)
+    } else {
+        quote!(run)
+    };
+    let call = driver_call(
+        driver,
+        quote!(#table_var, #return_kind, #name_var, #key_var, #work),
+        work_span,
+    );
+    let body = quote!(#name_let #find_table #call);
 
     // syn puts a body's inner attributes (`#![allow(..)]`) with the outer
     // ones: they go back at the top of the body.
@@ -611,7 +618,8 @@ mod tests {
         for part in [
             "pub async fn place (order : Order) -> Result < Receipt , PayError >",
             "{ static __IDEM_SLOT : :: idem :: __private :: Slot",
-            ":: idem :: __private :: clone_key",
+            ":: idem :: __private :: key_probe :: clone_key",
+            ":: idem :: __private :: own_table (",
             ":: idem :: __private :: run (",
             ":: core :: time :: Duration :: new (30u64 , 0u32)",
             "move || async move",
@@ -623,17 +631,19 @@ mod tests {
     }
 
     #[test]
-    fn flight_and_detached_pick_their_drivers() {
+    fn flight_and_detached_pick_the_table_and_the_driver() {
         let out = expand_str(
             "key = id, flight = self.flight, detached",
             "async fn get(&self, id: u64) -> u64 { id }",
         );
+        assert!(out.contains(":: idem :: __private :: fit ("), "{out}");
         assert!(
-            out.contains(":: idem :: __private :: run_in_detached ("),
+            out.contains(":: idem :: __private :: run_detached ("),
             "{out}"
         );
         assert!(out.contains("__idem_flight"), "{out}");
         assert!(!out.contains("__IDEM_SLOT"), "{out}");
+        assert!(!out.contains("own_table"), "{out}");
     }
 
     #[test]

@@ -115,7 +115,7 @@ mod table;
 mod work;
 
 #[doc(hidden)]
-#[path = "private.rs"]
+#[path = "private/mod.rs"]
 pub mod __private;
 
 pub use idem_macros::idempotent;

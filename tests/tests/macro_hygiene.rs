@@ -27,6 +27,8 @@ mod shadowed {
     struct Slot;
     struct Config;
     struct Probe;
+    struct ReturnProbe;
+    struct KeyProbe;
     struct Duration;
     struct SingleFlight;
     struct Box;
@@ -44,6 +46,8 @@ mod shadowed {
     fn run() {}
     fn key_of() {}
     fn fit() {}
+    fn own_table() {}
+    fn run_detached() {}
     macro_rules! concat {
         () => {};
     }
@@ -54,10 +58,12 @@ mod shadowed {
     #[idempotent(key = __idem_key, ttl = "1m")]
     pub(super) async fn shadowing(
         __idem_key: ::core::primitive::u32,
-        __idem_policy: ::core::primitive::u32,
+        __idem_return_kind: ::core::primitive::u32,
         __idem_kind: ::core::primitive::u32,
+        __idem_table: ::core::primitive::u32,
+        __idem_fn: ::core::primitive::u32,
     ) -> ::core::primitive::u32 {
-        let __idem_ret = __idem_key + __idem_policy + __idem_kind;
+        let __idem_ret = __idem_key + __idem_return_kind + __idem_kind + __idem_table + __idem_fn;
         static __IDEM_SLOT: ::core::primitive::u32 = 1;
         __idem_ret + __IDEM_SLOT
     }
@@ -103,7 +109,7 @@ mod shadowed {
 
 #[tokio::test(start_paused = true)]
 async fn generated_names_do_not_clash_with_the_users() {
-    assert_eq!(shadowed::shadowing(1, 2, 3).await, 7);
+    assert_eq!(shadowed::shadowing(1, 2, 3, 4, 5).await, 16);
     assert_eq!(shadowed::max_entries_with_usize_shadowed(-1).await, -1);
     assert_eq!(shadowed::settings_from_expressions(5).await, 5);
     assert_eq!(shadowed::slot_named_parameter(1).await, 2);

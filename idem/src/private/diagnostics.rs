@@ -1,0 +1,73 @@
+//! The traits whose `#[diagnostic::on_unimplemented]` messages are the
+//! user's compile errors: a bound on one of them fails, and rustc reports
+//! its message, naming the culprit type and saying how to fix it.
+//!
+//! The value, error and key traits are implemented only for a type that
+//! never reaches their check (`Arc`, `String`), which rustc then shows as a
+//! hint. They are required by the levels of the probes that reject a type
+//! ([`return_probe`](super::return_probe), [`key_probe`](super::key_probe)),
+//! so each error is reported once, where the type is classified. The other
+//! message of this kind, [`FitsFlight`](super::FitsFlight)'s, is with the
+//! impls that decide which flights fit.
+
+/// The bound that fails, with this message, when a function's value type
+/// cannot be shared by coalesced callers. Implemented only for `Arc`, which
+/// never reaches this check (its impl is there as a hint in the error).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is returned by an `#[idempotent]` fn, so it must be `Clone + Send + Sync + 'static`",
+    label = "`{Self}` is not `Clone + Send + Sync + 'static`",
+    note = "every coalesced caller gets a clone of one result, kept in a table shared by all threads",
+    note = "if it is not `Clone`, wrap it in `std::sync::Arc`: return `Arc<{Self}>`",
+    note = "if it is not `Send` or `Sync`, use thread-safe parts instead: `Arc` rather than `Rc`, `Mutex` rather than `RefCell` (an `Arc` does not make them thread-safe)"
+)]
+pub trait ValueMustBeShareable {}
+impl<T: ?Sized + Send + Sync + 'static> ValueMustBeShareable for std::sync::Arc<T> {}
+
+/// The bound that fails, with this message, when a function's error type
+/// cannot be shared by coalesced callers. Implemented only for `Arc`, which
+/// never reaches this check (its impl is there as a hint in the error).
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` of an `#[idempotent]` fn must be `Clone + Send + Sync + 'static`",
+    label = "`{Self}` is not `Clone + Send + Sync + 'static`",
+    note = "every caller coalesced on a failed execution gets a clone of its error",
+    note = "if it is not `Clone`, wrap it in `std::sync::Arc`: return `Result<_, Arc<{Self}>>` and convert with `.map_err(Arc::new)`",
+    note = "if it is not `Send` or `Sync`, use thread-safe parts instead: `Arc` rather than `Rc`, `Mutex` rather than `RefCell` (an `Arc` does not make them thread-safe)"
+)]
+pub trait ErrorMustBeShareable {}
+impl<T: ?Sized + Send + Sync + 'static> ErrorMustBeShareable for std::sync::Arc<T> {}
+
+/// The bound that fails, with this message, when a key borrows.
+/// Implemented only for a type that never reaches this check.
+#[diagnostic::on_unimplemented(
+    message = "the key of an `#[idempotent]` fn must own its data, but `{Self}` is a reference",
+    label = "this key borrows",
+    note = "the key is stored in the function's table, which outlives the call",
+    note = "use an owned key: `key = *id` for a `Copy` type such as `&u64`, `key = name.to_string()` for a `&str` (or `.to_owned()`, `.clone()`)"
+)]
+pub trait KeyMustOwnItsData {}
+impl KeyMustOwnItsData for String {}
+
+/// The bound that fails, with this message, when a key cannot be one.
+/// Implemented only for a type that never reaches this check.
+#[diagnostic::on_unimplemented(
+    message = "the key of an `#[idempotent]` fn must be `Hash + Eq + Clone + Send + Sync + 'static`, but `{Self}` is not",
+    label = "key of type `{Self}`",
+    note = "keys are compared and stored in a table shared by all threads",
+    note = "use a type that is, e.g. a `String`, an integer or a tuple of them (floats are not `Eq`: use their `to_bits()`)"
+)]
+pub trait KeyMustBeHashable {}
+impl KeyMustBeHashable for String {}
+
+/// What `detached` needs of the body: it runs on its own task.
+///
+/// Its message is seldom what the user sees: rustc reports a body that is
+/// not `Send` with its own "future cannot be sent between threads safely"
+/// (the failing bound is the `Send` this trait's blanket impl requires),
+/// and a type parameter that is not `'static` with E0310.
+#[diagnostic::on_unimplemented(
+    message = "the body of a `detached` `#[idempotent]` fn must be `Send + 'static`: it runs on its own tokio task",
+    label = "not `Send + 'static`",
+    note = "hold no `!Send` value (`Rc`, `RefCell` borrow, `MutexGuard`) across an `.await`, and borrow nothing from the caller; or remove `detached`"
+)]
+pub trait DetachedWork: Send + 'static {}
+impl<T: Send + 'static> DetachedWork for T {}
