@@ -136,7 +136,25 @@ fn fail<E>(e: Error<E>, name: &'static str) -> E {
         Error::Failed(e) => e,
         Error::Aborted => aborted(name),
         Error::Panicked(_) => unreachable!("`resume_panic` resumes panics"),
+        // Only a `flight = ...` table can be bounded this way today (the
+        // macro's own options cannot ask for it yet): say so, naming the
+        // function, until the return type can carry a refusal.
+        refused @ (Error::Full { .. } | Error::Busy) => refused_call(name, &refused),
     }
+}
+
+/// The panic of a caller refused by its table's bounds: nothing ran.
+#[cold]
+#[inline(never)]
+fn refused_call<E>(name: &'static str, refused: &Error<E>) -> ! {
+    let why = match refused {
+        Error::Busy => "max_in_flight flights are running".to_string(),
+        Error::Full { retry_after } => {
+            format!("its table is full (Eviction::Never); retry after {retry_after:?}")
+        }
+        _ => unreachable!("only refusals get here"),
+    };
+    panic!("idem: a call of `#[idempotent]` fn `{name}` was refused and nothing ran: {why}")
 }
 
 /// The panic of a caller whose detached flight was dropped unfinished.
