@@ -144,11 +144,17 @@ impl Hist {
 fn spin(d: Duration, label: &str) {
     let end = precise() + d.as_nanos() as u64;
     let mut lag = Hist::new();
+    // Steps seen while this thread ran throughout (no gap of 50 µs or more
+    // between two of its reads since the last step), and the others.
     let mut steps = Vec::new();
     let mut holds = Vec::new();
+    let mut gapped_steps = Vec::new();
+    let mut gaps = Vec::new();
+    let mut gapped = false;
     let mut ahead = 0u64;
     let mut last_c = coarse();
     let mut since = precise();
+    let mut last_p = since;
     loop {
         let p1 = precise();
         let c = coarse();
@@ -156,29 +162,57 @@ fn spin(d: Duration, label: &str) {
         if c > p2 {
             ahead += 1;
         }
-        lag.add(p1.saturating_sub(c));
+        if p1 - last_p >= 50_000 || p2 - p1 >= 50_000 {
+            gapped = true;
+            gaps.push((p1 - last_p).max(p2 - p1));
+        }
+        last_p = p2;
+        if p2 - p1 < 50_000 {
+            lag.add(p1.saturating_sub(c));
+        }
         if c != last_c {
-            steps.push(c - last_c);
-            holds.push(p1 - since);
+            if gapped {
+                gapped_steps.push(c - last_c);
+            } else {
+                steps.push(c - last_c);
+                holds.push(p1 - since);
+            }
+            gapped = false;
             last_c = c;
-            since = p1;
+            // After `c` was read: holds are not overestimated when this
+            // thread is preempted between `p1` and `c`.
+            since = p2;
         }
         if p2 > end {
             break;
         }
     }
     println!("| {label}: lag (precise − coarse) {}", lag.row());
-    let n: u64 = lag.0.iter().sum();
+    let n = lag.0.iter().sum::<u64>() as f64;
     let tick = ns(clock_getres(ClockId::MonotonicCoarse));
     println!(
-        "| {label}: samples lagging ≥ 1, 1.5, 2, 3 ticks | {} | {} | {} | {} | | | |",
-        lag.at_least(tick) as f64 / n as f64,
-        lag.at_least(tick * 3 / 2),
-        lag.at_least(2 * tick),
-        lag.at_least(3 * tick),
+        "| {label}: share of reads lagging ≥ 1, 1.25, 1.5, 2 ticks | {:.1}% | {:.2}% | {:.4}% | {:.4}% | | | |",
+        lag.at_least(tick) as f64 / n * 100.0,
+        lag.at_least(tick * 5 / 4) as f64 / n * 100.0,
+        lag.at_least(tick * 3 / 2) as f64 / n * 100.0,
+        lag.at_least(2 * tick) as f64 / n * 100.0,
     );
-    println!("| {label}: step of the coarse clock {}", summary(steps));
-    println!("| {label}: time a coarse value is held {}", summary(holds));
+    println!(
+        "| {label}: coarse steps, thread running throughout {}",
+        summary(steps)
+    );
+    println!(
+        "| {label}: time a coarse value is held, thread running throughout {}",
+        summary(holds)
+    );
+    println!(
+        "| {label}: coarse steps across a gap in this thread's reads {}",
+        summary(gapped_steps)
+    );
+    println!(
+        "| {label}: gaps ≥ 50 µs in this thread's reads (preempted) {}",
+        summary(gaps)
+    );
     if ahead > 0 {
         println!("| {label}: COARSE AHEAD OF PRECISE {ahead} times | | | | | | | |");
     }
