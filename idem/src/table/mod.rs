@@ -231,9 +231,6 @@ enum Step<K, V, E> {
     /// Drive this flight: a new one (with the expired entry it replaced, to
     /// drop once the driver's guard is armed) or an orphan taken over.
     Lead(Arc<Flight<V, E>>, Deferred<K, V, E>),
-    /// A detached caller's flight lost its task: it has no work left to
-    /// take over with.
-    Aborted,
     /// The table's bounds allow no new flight.
     Refused(Refusal),
 }
@@ -382,14 +379,14 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
         // Scoped so that the step's storage is not kept across the work's
         // `.await`: this future lives in every waiting caller's task, so
         // its size is paid per waiter.
-        let driver = match self.claim_or_wait(hash, &mut key, joined, true).await {
+        let driver = match self.claim_or_wait(hash, &mut key, joined).await {
             Step::Done(r, outcome) => return (r, outcome),
             Step::Lead(flight, expired) => {
                 let driver = Driver::new(&self.inner, hash, flight);
                 drop(expired);
                 driver
             }
-            Step::Aborted | Step::Refused(_) => unreachable!("a caller with work can drive"),
+            Step::Refused(_) => unreachable!("`claim_or_wait` turns refusals into errors"),
         };
         let r = run_work(driver.flight_id(), f).await;
         (driver.finish(r), Outcome::Executed)
@@ -398,9 +395,9 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
     /// Looks the key up until the call has a result or must drive a flight,
     /// waiting on flights as needed. `joined` is the running flight the
     /// caller's first [`Shard::lookup`] found, if any; when it found
-    /// nothing, the first claim goes straight to the exclusive lock.
-    /// `may_lead` says whether the caller brought work with which to take
-    /// over a flight whose driver was dropped.
+    /// nothing, the first claim goes straight to the exclusive lock. The
+    /// caller brings work of its own, so it can drive a flight whose driver
+    /// was dropped.
     ///
     /// Only the flight being waited on is held across the `.await`, so that
     /// the future stays small: every waiting caller's task holds one.
@@ -409,7 +406,6 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
         hash: u64,
         key: &mut Option<K>,
         joined: Option<Arc<Flight<V, E>>>,
-        may_lead: bool,
     ) -> Step<K, V, E> {
         let shard = self.inner.shard(hash);
         let mut flight = match joined {
@@ -420,7 +416,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
             },
         };
         loop {
-            let waiter = Waiter::new(shard, hash, flight, may_lead);
+            let waiter = Waiter::new(shard, hash, flight, true);
             assert!(!work::is_polling(waiter.flight_id()), "{REENTRANT}");
             let gone = match waiter.await {
                 Waited::Done(r) => {
@@ -432,7 +428,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
                     bump(&shard.counters().executions);
                     return Step::Lead(flight, Deferred::none());
                 }
-                Waited::Orphaned => return Step::Aborted,
+                Waited::Orphaned => unreachable!("a waiter with work drives an orphan"),
                 Waited::Gone(flight) => flight,
             };
             // Over without a result, and out of the table (taken out again
@@ -728,10 +724,10 @@ where
             None => None,
         };
         let mut key = Some(key);
-        let (flight, expired) = match self.claim_or_wait(hash, &mut key, joined, true).await {
+        let (flight, expired) = match self.claim_or_wait(hash, &mut key, joined).await {
             Step::Done(r, outcome) => return (r, outcome),
             Step::Lead(flight, expired) => (flight, expired),
-            Step::Aborted | Step::Refused(_) => unreachable!("a caller with work can drive"),
+            Step::Refused(_) => unreachable!("`claim_or_wait` turns refusals into errors"),
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             // The guard is armed before the panic: the flight is orphaned
