@@ -92,10 +92,6 @@ impl Timestamp {
     /// The expiry of a result stored now to live `ttl`: the precise clock
     /// plus `ttl`, saturating to "never". One precise read.
     #[inline]
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the table's call sites switch to it next")
-    )]
     pub(crate) fn expiry(ttl: Duration) -> Self {
         Self(imp::precise()).saturating_add(ttl)
     }
@@ -104,10 +100,6 @@ impl Timestamp {
     /// `false` before the expiry; `true` after it only while the coarse
     /// clock lags by more than the margin (see the module docs).
     #[inline]
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the table's call sites switch to it next")
-    )]
     pub(crate) fn is_future(self) -> bool {
         imp::is_future(self.0)
     }

@@ -1,5 +1,6 @@
 //! The sharded single-flight table and its public handle.
 
+mod expiry;
 mod policy;
 mod shard;
 mod sweeper;
@@ -214,10 +215,14 @@ impl<K, V, E> Inner<K, V, E> {
         &self.shards[i]
     }
 
-    /// Removes expired results everywhere; returns how many remain stored.
-    fn sweep(&self) -> usize {
+    /// Removes expired results everywhere, in O(shards + expired). Returns
+    /// how many remain stored, and when the oldest of them expires.
+    fn sweep(&self) -> (usize, Option<Timestamp>) {
         let now = Timestamp::now();
-        self.shards.iter().map(|s| s.sweep(now)).sum()
+        self.shards
+            .iter()
+            .map(|s| s.sweep(now))
+            .fold((0, None), |(n, next), (m, t)| (n + m, min(next, t)))
     }
 
     fn stored(&self) -> usize {
@@ -475,7 +480,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
                     .inner
                     .shards
                     .iter()
-                    .filter_map(|s| s.oldest_expiry(now))
+                    .filter_map(Shard::oldest_expiry)
                     .min();
                 Error::Full {
                     retry_after: oldest.map(|t| t.saturating_since(now)),
@@ -757,6 +762,14 @@ where
     }
 }
 
+/// The earlier of two optional times; `None` only when both are.
+fn min(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// A claim as the step it ends in, or as the flight to wait on.
 fn step<K, V, E>(claim: Claim<K, V, E>) -> Result<Step<K, V, E>, Arc<Flight<V, E>>> {
     match claim {
@@ -823,9 +836,7 @@ impl<K, V, E> Inner<K, V, E> {
         flight: &Arc<Flight<V, E>>,
         value: Option<V>,
     ) -> Deferred<K, V, E> {
-        let store = value
-            .zip(this.settings.ttl)
-            .map(|(v, ttl)| (v, Timestamp::now().saturating_add(ttl)));
+        let store = value.zip(this.settings.ttl);
         let settled = this.shard(hash).settle(hash, flight, store);
         // Only a store can need a sweeper (a table that stores nothing, or
         // a failure, skips the table-wide flag).

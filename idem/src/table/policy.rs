@@ -16,13 +16,10 @@
 //! head, and the queues are compacted when stale tickets outnumber live ones.
 //!
 //! Before S3-FIFO evicts a fresh result, expired ones make room, oldest
-//! first: a third queue holds every admission with its expiry, in
-//! admission order, which is expiry order since a table has one ttl.
+//! first, taken from the shard's [expiry queue](super::expiry).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-
-use crate::clock::Timestamp;
 
 /// Which FIFO a stored result is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,11 +43,8 @@ pub(crate) trait Resident {
     fn set(&mut self, t: Ticket, freq: u8, queue: Queue);
     /// Removes the live result `t` refers to.
     fn evict(&mut self, t: Ticket);
-    /// The time expiry is judged against.
-    fn now(&self) -> Timestamp;
-    /// Removes the live result `t` refers to, known to have expired, and
-    /// returns its queue; `None` if there is no such result.
-    fn remove_expired(&mut self, t: Ticket) -> Option<Queue>;
+    /// Removes the oldest result if it has expired, and returns its queue.
+    fn remove_oldest_expired(&mut self) -> Option<Queue>;
 }
 
 /// What [`Policy::make_room`] removed.
@@ -73,10 +67,6 @@ pub(crate) struct Policy {
     main_live: usize,
     ghost: VecDeque<u64>,
     ghost_set: HashMap<u64, u32, BuildHasherDefault<HashIsKey>>,
-    /// Every admitted result with its expiry, in admission order. A table
-    /// has one ttl, so this is also expiry order: while the head (live or
-    /// not) has not expired, no result has, and nothing is looked up.
-    by_age: VecDeque<(Ticket, Timestamp)>,
 }
 
 impl Policy {
@@ -91,7 +81,6 @@ impl Policy {
             main_live: 0,
             ghost: VecDeque::new(),
             ghost_set: HashMap::default(),
-            by_age: VecDeque::new(),
         }
     }
 
@@ -106,18 +95,7 @@ impl Policy {
     /// Admits a new stored result and returns the queue it goes to. The
     /// caller calls [`Policy::make_room`] first, so that the new result is
     /// never the one evicted to make room for itself.
-    pub(crate) fn admit(&mut self, t: Ticket, expires: Timestamp) -> Queue {
-        // The age queue is not kept exact: it holds the tickets of results
-        // that left some other way too (evicted, forgotten), and a live
-        // head (a hot key) would keep every ticket behind it. Past twice the
-        // capacity, its oldest half goes, without looking anything up: a
-        // live result whose ticket went still expires, and is removed by the
-        // sweeper or its next call, only not ahead of eviction.
-        if self.by_age.len() >= 2 * self.capacity + 32 {
-            let excess = self.by_age.len() - self.capacity;
-            self.by_age.drain(..excess);
-        }
-        self.by_age.push_back((t, expires));
+    pub(crate) fn admit(&mut self, t: Ticket) -> Queue {
         if self.ghost_set.contains_key(&t.hash) {
             self.main.push_back(t);
             self.main_live += 1;
@@ -148,7 +126,7 @@ impl Policy {
     pub(crate) fn make_room(&mut self, table: &mut impl Resident) -> Room {
         let mut room = Room::default();
         while self.live() >= self.capacity {
-            if let Some(queue) = self.remove_oldest_expired(table) {
+            if let Some(queue) = table.remove_oldest_expired() {
                 self.removed(queue);
                 room.expired += 1;
                 continue;
@@ -160,22 +138,6 @@ impl Policy {
             room.evicted += 1;
         }
         room
-    }
-
-    /// Removes the oldest live result if it has expired, skipping the
-    /// tickets of results that left some other way; its queue, if removed.
-    fn remove_oldest_expired(&mut self, table: &mut impl Resident) -> Option<Queue> {
-        let now = table.now();
-        while let Some(&(t, expires)) = self.by_age.front() {
-            if now < expires {
-                return None;
-            }
-            self.by_age.pop_front();
-            if let Some(queue) = table.remove_expired(t) {
-                return Some(queue);
-            }
-        }
-        None
     }
 
     /// Drops the queues' stale tickets once they outnumber the live ones.
@@ -273,27 +235,13 @@ mod tests {
     use super::*;
     use std::collections::HashMap as Map;
 
-    /// A table of (id -> freq, queue), keyed by ticket id, whose clock
-    /// reads `now`.
+    /// A table of (id -> freq, queue), keyed by ticket id; `expired` lists
+    /// the ids that have expired, oldest first.
+    #[derive(Default)]
     struct Fake {
         live: Map<u64, (u8, Queue)>,
         evicted: Vec<u64>,
-        now: Timestamp,
-    }
-
-    impl Default for Fake {
-        fn default() -> Self {
-            Self {
-                live: Map::new(),
-                evicted: Vec::new(),
-                now: Timestamp::now(),
-            }
-        }
-    }
-
-    /// An expiry an hour from now: the results [`insert`] admits.
-    fn expires() -> Timestamp {
-        Timestamp::now().saturating_add(std::time::Duration::from_secs(3600))
+        expired: VecDeque<u64>,
     }
 
     impl Resident for Fake {
@@ -307,39 +255,22 @@ mod tests {
             self.live.remove(&t.id);
             self.evicted.push(t.id);
         }
-        fn now(&self) -> Timestamp {
-            self.now
-        }
-        fn remove_expired(&mut self, t: Ticket) -> Option<Queue> {
-            self.live.remove(&t.id).map(|(_, q)| q)
+        fn remove_oldest_expired(&mut self) -> Option<Queue> {
+            while let Some(id) = self.expired.pop_front() {
+                if let Some((_, q)) = self.live.remove(&id) {
+                    return Some(q);
+                }
+            }
+            None
         }
     }
 
     fn insert(p: &mut Policy, f: &mut Fake, id: u64) -> u64 {
         let t = Ticket { hash: id, id };
         let room = p.make_room(f);
-        let q = p.admit(t, expires());
+        let q = p.admit(t);
         f.live.insert(id, (0, q));
         room.evicted + room.expired
-    }
-
-    #[test]
-    fn a_hot_head_does_not_let_the_age_queue_grow() {
-        // Ticket 0 is hit before every store and never expires: it stays at
-        // the head of the age queue, with every later (evicted) ticket
-        // behind it.
-        let mut p = Policy::new(10);
-        let mut f = Fake::default();
-        for id in 0..100_000 {
-            insert(&mut p, &mut f, id);
-            f.live.get_mut(&0).unwrap().0 = 3;
-            assert!(
-                p.by_age.len() <= 2 * 10 + 33,
-                "{} tickets at {id}",
-                p.by_age.len()
-            );
-        }
-        assert!(p.by_age.capacity() < 1_000);
     }
 
     #[test]
@@ -352,8 +283,7 @@ mod tests {
             insert(&mut p, &mut f, id);
             f.live.get_mut(&id).unwrap().0 = 1;
         }
-        // Two hours later, all ten have expired.
-        f.now = expires().saturating_add(std::time::Duration::from_secs(3600));
+        f.expired.extend(0..10);
         for id in 10..20 {
             let t = Ticket { hash: id, id };
             assert_eq!(
@@ -363,10 +293,7 @@ mod tests {
                     expired: 1
                 }
             );
-            let q = p.admit(
-                t,
-                f.now.saturating_add(std::time::Duration::from_secs(3600)),
-            );
+            let q = p.admit(t);
             f.live.insert(id, (0, q));
         }
         assert!(
@@ -427,7 +354,7 @@ mod tests {
         }
         assert_eq!(f.evicted, vec![0]);
         let t = Ticket { hash: 0, id: 100 };
-        assert_eq!(p.admit(t, expires()), Queue::Main);
+        assert_eq!(p.admit(t), Queue::Main);
     }
 
     #[test]
@@ -436,7 +363,7 @@ mod tests {
         let mut f = Fake::default();
         for id in 0..1000 {
             let t = Ticket { hash: id, id };
-            let q = p.admit(t, expires());
+            let q = p.admit(t);
             f.live.insert(id, (0, q));
             // Removed at once, as by expiry or forget.
             f.live.remove(&id);

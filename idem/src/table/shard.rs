@@ -16,9 +16,11 @@ use std::sync::atomic::{
     AtomicU64, AtomicU8,
     Ordering::{AcqRel, Acquire, Relaxed},
 };
+use std::time::Duration;
 
 use hashbrown::hash_table::{Entry as MapEntry, HashTable};
 
+use super::expiry::ExpiryQueue;
 use super::policy::{Policy, Queue, Resident, Ticket};
 use crate::clock::Timestamp;
 use crate::flight::Flight;
@@ -209,6 +211,8 @@ struct Map<K, V, E> {
     stored: usize,
     /// The eviction policy, when the table is bounded.
     policy: Option<Box<Policy>>,
+    /// The stored results, in expiry order.
+    expiry: ExpiryQueue,
     next_id: u64,
 }
 
@@ -233,9 +237,11 @@ struct Stored<V> {
 }
 
 impl<V> Stored<V> {
+    /// Whether the result may be served: the check of every hit (see
+    /// [`Timestamp::is_future`]).
     #[inline]
-    fn fresh(&self, now: Timestamp) -> bool {
-        now < self.expires
+    fn fresh(&self) -> bool {
+        self.expires.is_future()
     }
 
     /// Counts a hit for the eviction policy. Racing increments may be lost,
@@ -284,15 +290,19 @@ impl<K, V, E> Map<K, V, E> {
     }
 
     /// Bookkeeping for a stored result that left the table some other way
-    /// than eviction. Compacts the policy's queues once their stale tickets
-    /// outnumber the live ones, so that store/forget churn below the
-    /// capacity cannot grow them.
+    /// than eviction or expiry. Compacts the queues once their stale
+    /// tickets outnumber the live ones, so that store/forget churn cannot
+    /// grow them.
     fn unstore(&mut self, queue: Queue) {
         self.stored -= 1;
+        self.expiry.left();
+        let table = &self.table;
+        self.expiry.tidy(|t| is_live(table, t));
         if let Some(policy) = &mut self.policy {
             policy.removed(queue);
             policy.compact(&mut TableView {
                 table: &mut self.table,
+                expiry: &mut self.expiry,
                 evicted: &mut Vec::new(),
                 now: Timestamp::now(),
             });
@@ -308,6 +318,7 @@ impl<K, V, E> Shard<K, V, E> {
                 hits: AtomicU64::new(0),
                 stored: 0,
                 policy: capacity.map(|c| Box::new(Policy::new(c))),
+                expiry: ExpiryQueue::default(),
                 next_id: 0,
             }),
             counters: Counters::default(),
@@ -373,9 +384,7 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
     pub(crate) fn lookup(&self, hash: u64, key: &K) -> Option<Found<V, E>> {
         let map = self.map.read();
         match map.table.find(hash, |e| e.key == *key).map(|e| &e.slot) {
-            Some(Slot::Stored(s)) if s.fresh(Timestamp::now()) => {
-                Some(Found::Hit(s.hit(&map.hits)))
-            }
+            Some(Slot::Stored(s)) if s.fresh() => Some(Found::Hit(s.hit(&map.hits))),
             Some(Slot::Flight(f)) => Some(Found::Join(Arc::clone(f))),
             Some(Slot::Stored(_)) | None => None,
         }
@@ -403,9 +412,7 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         let vacant = match map.table.entry(hash, |e| e.key == *k, |e| e.hash) {
             MapEntry::Occupied(o) => match &o.get().slot {
                 Slot::Flight(f) => return Claim::Join(Arc::clone(f)),
-                Slot::Stored(s) if s.fresh(Timestamp::now()) => {
-                    return Claim::Hit(s.hit(&map.hits))
-                }
+                Slot::Stored(s) if s.fresh() => return Claim::Hit(s.hit(&map.hits)),
                 Slot::Stored(_) => {
                     // Expired: the new flight takes its place.
                     let (old, vacant) = o.remove();
@@ -458,7 +465,7 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
             .find(hash, |e| e.key.borrow() == key)
             .map(|e| &e.slot)
         {
-            Some(Slot::Stored(s)) if s.fresh(Timestamp::now()) => {
+            Some(Slot::Stored(s)) if s.fresh() => {
                 s.touch();
                 Some(s.value.clone())
             }
@@ -486,7 +493,7 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         let found = match &removed.slot {
             Slot::Flight(_) => true,
             Slot::Stored(s) => {
-                let fresh = s.fresh(Timestamp::now());
+                let fresh = s.fresh();
                 if !fresh {
                     bump(&self.counters.expirations);
                 }
@@ -501,8 +508,8 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
 }
 
 impl<K, V, E> Shard<K, V, E> {
-    /// Ends `flight`'s time in the table: stores `value` (expiring at
-    /// `expires`) in its place, or removes it when `value` is `None`. Does
+    /// Ends `flight`'s time in the table: stores `value` (for `ttl`, counted
+    /// from now) in its place, or removes it when `value` is `None`. Does
     /// nothing if the key no longer holds this very flight (it was
     /// forgotten, and maybe claimed again by a newer flight, which must not
     /// be overwritten or removed: golang/go#31420).
@@ -516,7 +523,7 @@ impl<K, V, E> Shard<K, V, E> {
         &self,
         hash: u64,
         flight: &Arc<Flight<V, E>>,
-        value: Option<(V, Timestamp)>,
+        value: Option<(V, Duration)>,
     ) -> Settled<K, V, E> {
         let mut evicted = Vec::new();
         let mut guard = self.map.write();
@@ -524,7 +531,7 @@ impl<K, V, E> Shard<K, V, E> {
         let Ok(entry) = map.table.find_entry(hash, |e| e.slot.is_flight(flight)) else {
             return Settled::default();
         };
-        let Some((value, expires)) = value else {
+        let Some((value, ttl)) = value else {
             let Entry { key, slot, .. } = entry.remove().0;
             // The slot is this flight's `Arc`: dropping it runs no user
             // code, and keeps the leader's count of who else holds the
@@ -547,9 +554,12 @@ impl<K, V, E> Shard<K, V, E> {
         if let Some(policy) = &mut map.policy {
             let room = policy.make_room(&mut TableView {
                 table: &mut map.table,
+                expiry: &mut map.expiry,
                 evicted: &mut evicted,
                 now: Timestamp::now(),
             });
+            let table = &map.table;
+            map.expiry.tidy(|t| is_live(table, t));
             map.stored -= (room.evicted + room.expired) as usize;
             self.left((room.evicted + room.expired) as usize, 0);
             if room.evicted > 0 {
@@ -561,10 +571,15 @@ impl<K, V, E> Shard<K, V, E> {
         }
         let id = map.next_id;
         map.next_id += 1;
+        let ticket = Ticket { hash, id };
         let queue = match &mut map.policy {
-            Some(p) => p.admit(Ticket { hash, id }, expires),
+            Some(p) => p.admit(ticket),
             None => Queue::Main,
         };
+        // Read under the lock, so that the shard's expiries are in store
+        // order.
+        let expires = Timestamp::expiry(ttl);
+        map.expiry.push(ticket, expires);
         let entry = map
             .table
             .find_mut(hash, |e| e.slot.is_flight(flight))
@@ -601,6 +616,7 @@ impl<K, V, E> Shard<K, V, E> {
         let old = std::mem::take(&mut guard.table);
         self.left(old.len(), old.len() - guard.stored);
         guard.stored = 0;
+        guard.expiry.clear();
         if let Some(policy) = &mut guard.policy {
             **policy = Policy::new(policy.capacity());
         }
@@ -611,18 +627,29 @@ impl<K, V, E> Shard<K, V, E> {
         }
     }
 
-    /// Removes the stored results that expired before `now`; returns how
-    /// many stored results remain.
-    pub(crate) fn sweep(&self, now: Timestamp) -> usize {
-        if self.stored() == 0 {
-            return 0;
+    /// Removes the stored results that expired by `now`, in O(expired):
+    /// when none has, only the read lock is taken. Returns how many stored
+    /// results remain, and when the oldest of them expires.
+    pub(crate) fn sweep(&self, now: Timestamp) -> (usize, Option<Timestamp>) {
+        {
+            let map = self.map.read();
+            match map.expiry.next() {
+                Some(next) if next <= now => {}
+                next => return (map.stored, next),
+            }
         }
+        let mut expired = Vec::new();
         let mut guard = self.map.write();
         let map = &mut *guard;
-        let expired: Vec<_> = map
-            .table
-            .extract_if(|e| matches!(&e.slot, Slot::Stored(s) if !s.fresh(now)))
-            .collect();
+        loop {
+            let table = &map.table;
+            let Some(t) = map.expiry.pop_expired(now, |t| is_live(table, t)) else {
+                break;
+            };
+            if let Ok(e) = map.table.find_entry(t.hash, |e| is_ticket(e, t)) {
+                expired.push(e.remove().0);
+            }
+        }
         if !expired.is_empty() {
             self.counters
                 .expirations
@@ -637,34 +664,23 @@ impl<K, V, E> Shard<K, V, E> {
                 }
                 policy.compact(&mut TableView {
                     table: &mut map.table,
+                    expiry: &mut map.expiry,
                     evicted: &mut Vec::new(),
                     now,
                 });
             }
             map.shrink_if_sparse();
         }
-        let remaining = map.stored;
+        let remaining = (map.stored, map.expiry.next());
         drop(guard);
         drop(expired);
         remaining
     }
 
-    /// When the oldest stored result that has not expired by `now`
-    /// expires, if there is one.
-    //
-    // O(entries) for now; an expiry queue makes it O(1).
-    pub(crate) fn oldest_expiry(&self, now: Timestamp) -> Option<Timestamp> {
-        let map = self.map.read();
-        if map.stored == 0 {
-            return None;
-        }
-        map.table
-            .iter()
-            .filter_map(|e| match &e.slot {
-                Slot::Stored(s) if s.fresh(now) => Some(s.expires),
-                _ => None,
-            })
-            .min()
+    /// When the oldest stored result expires, if there is one (it may have
+    /// expired already, unswept).
+    pub(crate) fn oldest_expiry(&self) -> Option<Timestamp> {
+        self.map.read().expiry.next()
     }
 
     /// Entries held: flights and stored results.
@@ -677,6 +693,7 @@ impl<K, V, E> Shard<K, V, E> {
 /// Evicted entries are moved into `evicted`, to be dropped after the lock.
 struct TableView<'a, K, V, E> {
     table: &'a mut HashTable<Entry<K, V, E>>,
+    expiry: &'a mut ExpiryQueue,
     evicted: &'a mut Vec<Entry<K, V, E>>,
     /// The time expiry is judged against.
     now: Timestamp,
@@ -684,6 +701,11 @@ struct TableView<'a, K, V, E> {
 
 fn is_ticket<K, V, E>(e: &Entry<K, V, E>, t: Ticket) -> bool {
     matches!(&e.slot, Slot::Stored(s) if s.id == t.id)
+}
+
+/// Whether the result `t` refers to is still in `table`.
+fn is_live<K, V, E>(table: &HashTable<Entry<K, V, E>>, t: Ticket) -> bool {
+    table.find(t.hash, |e| is_ticket(e, t)).is_some()
 }
 
 impl<K, V, E> TableView<'_, K, V, E> {
@@ -713,14 +735,13 @@ impl<K, V, E> Resident for TableView<'_, K, V, E> {
     fn evict(&mut self, t: Ticket) {
         if let Ok(e) = self.table.find_entry(t.hash, |e| is_ticket(e, t)) {
             self.evicted.push(e.remove().0);
+            self.expiry.left();
         }
     }
 
-    fn now(&self) -> Timestamp {
-        self.now
-    }
-
-    fn remove_expired(&mut self, t: Ticket) -> Option<Queue> {
+    fn remove_oldest_expired(&mut self) -> Option<Queue> {
+        let table = &*self.table;
+        let t = self.expiry.pop_expired(self.now, |t| is_live(table, t))?;
         let entry = self.table.find_entry(t.hash, |e| is_ticket(e, t)).ok()?;
         let queue = match &entry.get().slot {
             Slot::Stored(s) => s.queue,
@@ -728,5 +749,63 @@ impl<K, V, E> Resident for TableView<'_, K, V, E> {
         };
         self.evicted.push(entry.remove().0);
         Some(queue)
+    }
+}
+
+#[cfg(all(test, not(idem_loom)))]
+mod tests {
+    use super::*;
+
+    /// A shard holding `n` results stored for `ttl`.
+    fn shard_with(n: u64, ttl: Duration) -> Shard<u64, u64, ()> {
+        let shard = Shard::new(None, None);
+        for k in 0..n {
+            let Claim::Lead(flight, _) = shard.claim_exclusive(k, &mut Some(k)) else {
+                panic!("vacant")
+            };
+            assert!(shard.settle(k, &flight, Some((k, ttl))).stored);
+        }
+        shard
+    }
+
+    /// Issue 7, defect 3: every sweep took each shard's write lock and
+    /// walked every entry, even when nothing had expired.
+    #[test]
+    fn a_sweep_with_nothing_due_takes_only_the_read_lock() {
+        let shard = shard_with(1_000, Duration::from_secs(3600));
+        let reader = shard.map.read();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| tx.send(shard.sweep(Timestamp::now())).unwrap());
+            // A sweep that wanted the write lock would wait for `reader`.
+            let swept = rx.recv_timeout(Duration::from_secs(30));
+            drop(reader);
+            let (remaining, next) = swept.expect("the sweep waited for the write lock");
+            assert_eq!(remaining, 1_000);
+            assert!(next.is_some_and(Timestamp::is_future));
+        });
+    }
+
+    #[test]
+    fn a_sweep_removes_what_expired_and_nothing_else() {
+        let shard = shard_with(100, Duration::ZERO);
+        for k in 100..200 {
+            let Claim::Lead(flight, _) = shard.claim_exclusive(k, &mut Some(k)) else {
+                panic!("vacant")
+            };
+            shard.settle(k, &flight, Some((k, Duration::from_secs(3600))));
+        }
+        // Forgotten: their tickets go stale, in the middle of the queue.
+        assert!(shard.forget(150, &150));
+        assert!(!shard.forget(50, &50), "expired already");
+        let (remaining, next) =
+            shard.sweep(Timestamp::now().saturating_add(Duration::from_secs(1)));
+        assert_eq!(remaining, 99);
+        assert_eq!(shard.len(), 99);
+        assert_eq!(next, shard.oldest_expiry());
+        assert!((100..200)
+            .filter(|&k| k != 150)
+            .all(|k| shard.get(k, &k) == Some(k)));
+        assert_eq!(shard.counters().expirations.load(Relaxed), 100);
     }
 }
