@@ -1,11 +1,11 @@
 //! Configuring a table.
 
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::SingleFlight;
+use crate::{RandomState, SingleFlight};
 
 /// The most shards a table may have.
 pub const MAX_SHARDS: usize = 1 << 16;
@@ -27,7 +27,8 @@ pub const MAX_SHARDS: usize = 1 << 16;
 /// # Ok::<(), idem::BuildError>(())
 /// ```
 #[must_use = "a builder does nothing until `.build()` is called"]
-pub struct Builder<K, V, E> {
+pub struct Builder<K, V, E, S = RandomState> {
+    hasher: S,
     ttl: Option<Duration>,
     max_entries: Option<usize>,
     eviction: Eviction,
@@ -38,13 +39,16 @@ pub struct Builder<K, V, E> {
 }
 
 // Not derived: deriving would require `K: Clone, V: Clone, E: Clone`.
-impl<K, V, E> Clone for Builder<K, V, E> {
+impl<K, V, E, S: Clone> Clone for Builder<K, V, E, S> {
     fn clone(&self) -> Self {
-        Self { ..*self }
+        Self {
+            hasher: self.hasher.clone(),
+            ..*self
+        }
     }
 }
 
-impl<K, V, E> fmt::Debug for Builder<K, V, E> {
+impl<K, V, E, S> fmt::Debug for Builder<K, V, E, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("ttl", &self.ttl)
@@ -113,12 +117,46 @@ pub enum Eviction {
 impl<K, V, E> Builder<K, V, E> {
     pub(crate) fn new() -> Self {
         Self {
+            hasher: RandomState::new(),
             ttl: None,
             max_entries: None,
             eviction: Eviction::Adaptive,
             max_in_flight: None,
             shards: None,
             sweep_interval: None,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V, E, S> Builder<K, V, E, S> {
+    /// The hasher that spreads keys over the shards and within them.
+    ///
+    /// Defaults to [`RandomState`] (SipHash-1-3 with random keys), which
+    /// resists hash flooding by keys an attacker chooses. A faster hasher
+    /// (foldhash, FxHash) pays only for keys you control: a hit on a `u64`
+    /// key costs about what its hash costs less. See `BENCHMARKS.md`.
+    ///
+    /// ```
+    /// use std::collections::hash_map::RandomState;
+    /// use std::time::Duration;
+    /// use idem::SingleFlight;
+    ///
+    /// let flight: SingleFlight<u64, u64, (), RandomState> = SingleFlight::builder()
+    ///     .ttl(Duration::from_secs(30))
+    ///     .hasher(RandomState::new())
+    ///     .build()?;
+    /// # Ok::<(), idem::BuildError>(())
+    /// ```
+    pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> Builder<K, V, E, S2> {
+        Builder {
+            hasher,
+            ttl: self.ttl,
+            max_entries: self.max_entries,
+            eviction: self.eviction,
+            max_in_flight: self.max_in_flight,
+            shards: self.shards,
+            sweep_interval: self.sweep_interval,
             _types: PhantomData,
         }
     }
@@ -222,13 +260,15 @@ impl<K, V, E> Builder<K, V, E> {
     /// A table that stores results is swept by a background task, hence the
     /// `Send + 'static` bounds (and `Sync` for keys and values, which the
     /// sweeper reads from its own task); [`SingleFlight::new`] has none.
-    pub fn build(self) -> Result<SingleFlight<K, V, E>, BuildError>
+    pub fn build(self) -> Result<SingleFlight<K, V, E, S>, BuildError>
     where
         K: Hash + Eq + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
         E: Send + 'static,
+        S: BuildHasher,
     {
-        Ok(SingleFlight::from_settings(self.settings()?))
+        let settings = self.settings()?;
+        Ok(SingleFlight::from_settings(settings, self.hasher))
     }
 
     fn settings(&self) -> Result<Settings, BuildError> {

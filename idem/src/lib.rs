@@ -126,6 +126,7 @@ mod builder;
 mod clock;
 mod error;
 mod flight;
+mod hash;
 mod stats;
 mod sync;
 mod table;
@@ -139,6 +140,7 @@ pub use idem_macros::idempotent;
 
 pub use builder::{BuildError, Builder, Eviction, MAX_SHARDS};
 pub use error::{Error, Panicked};
+pub use hash::{DefaultHasher, RandomState};
 pub use stats::{Outcome, Stats};
 pub use table::SingleFlight;
 

@@ -1,12 +1,12 @@
 //! The sharded single-flight table and its public handle.
 
 mod expiry;
+mod key;
 mod policy;
 mod shard;
 mod sweeper;
 
 use std::borrow::Borrow;
-use std::collections::hash_map::RandomState;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -20,8 +20,9 @@ use crate::flight::{Driver, Flight, Waited, Waiter};
 use crate::stats::{bump, Stats};
 use crate::sync::{Arc, Mutex};
 use crate::work::{self, run_work};
-use crate::{Error, Outcome};
+use crate::{Error, Outcome, RandomState};
 
+use key::{ByRef, KeyArg};
 pub(crate) use shard::Shard;
 use shard::{Claim, Deferred, Found, Limits, Refusal};
 
@@ -68,8 +69,11 @@ use shard::{Claim, Deferred, Found, Limits, Refusal};
 /// assert_eq!(runs.load(Ordering::SeqCst), 1);
 /// # }
 /// ```
-pub struct SingleFlight<K, V, E = Infallible> {
+pub struct SingleFlight<K, V, E = Infallible, S = RandomState> {
     inner: Arc<Inner<K, V, E>>,
+    /// Copied into every clone of the handle: the same keys, so the same
+    /// hashes.
+    hasher: S,
 }
 
 pub(crate) struct Inner<K, V, E> {
@@ -78,7 +82,6 @@ pub(crate) struct Inner<K, V, E> {
     limits: Option<Arc<Limits>>,
     /// Shift that turns a hash into a shard index; `None` for one shard.
     shift: Option<u32>,
-    hasher: RandomState,
     settings: Settings,
     /// Whether a sweeper task is (about to be) running.
     sweeping: AtomicBool,
@@ -105,16 +108,17 @@ const REENTRANT: &str = "idem: re-entrant call: the work of a flight called the 
 SingleFlight with the same key, and would wait for its own result forever. \
 Use a different key, or call the work directly";
 
-impl<K, V, E> Clone for SingleFlight<K, V, E> {
+impl<K, V, E, S: Clone> Clone for SingleFlight<K, V, E, S> {
     // Not derived: deriving would require `K: Clone, V: Clone, E: Clone`.
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
+            hasher: self.hasher.clone(),
         }
     }
 }
 
-impl<K, V, E> fmt::Debug for SingleFlight<K, V, E> {
+impl<K, V, E, S> fmt::Debug for SingleFlight<K, V, E, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.inner.settings;
         f.debug_struct("SingleFlight")
@@ -127,9 +131,11 @@ impl<K, V, E> fmt::Debug for SingleFlight<K, V, E> {
     }
 }
 
-impl<K: Hash + Eq, V, E> Default for SingleFlight<K, V, E> {
+impl<K: Hash + Eq, V, E, S: BuildHasher + Default> Default for SingleFlight<K, V, E, S> {
+    /// A table that coalesces concurrent calls and stores nothing, as
+    /// [`SingleFlight::new`], with `S::default()` as its hasher.
     fn default() -> Self {
-        Self::new()
+        Self::with_settings(builder::defaults(), None, S::default())
     }
 }
 
@@ -141,7 +147,7 @@ impl<K: Hash + Eq, V, E> SingleFlight<K, V, E> {
     /// assert!(flight.is_empty());
     /// ```
     pub fn new() -> Self {
-        Self::with_settings(builder::defaults(), None)
+        Self::default()
     }
 
     /// Configures a table that also stores results; see [`Builder`].
@@ -152,8 +158,10 @@ impl<K: Hash + Eq, V, E> SingleFlight<K, V, E> {
     pub fn builder() -> Builder<K, V, E> {
         Builder::new()
     }
+}
 
-    pub(crate) fn from_settings(settings: Settings) -> Self
+impl<K: Hash + Eq, V, E, S: BuildHasher> SingleFlight<K, V, E, S> {
+    pub(crate) fn from_settings(settings: Settings, hasher: S) -> Self
     where
         K: Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
@@ -162,10 +170,14 @@ impl<K: Hash + Eq, V, E> SingleFlight<K, V, E> {
         let spawn = settings
             .ttl
             .map(|_| sweeper::spawn::<K, V, E> as SpawnSweeper<K, V, E>);
-        Self::with_settings(settings, spawn)
+        Self::with_settings(settings, spawn, hasher)
     }
 
-    fn with_settings(settings: Settings, spawn_sweeper: Option<SpawnSweeper<K, V, E>>) -> Self {
+    fn with_settings(
+        settings: Settings,
+        spawn_sweeper: Option<SpawnSweeper<K, V, E>>,
+        hasher: S,
+    ) -> Self {
         let n = settings.shards;
         let never = settings.eviction == Eviction::Never;
         let limits = (settings.max_in_flight.is_some()
@@ -192,22 +204,22 @@ impl<K: Hash + Eq, V, E> SingleFlight<K, V, E> {
                 shards,
                 limits,
                 shift: (n > 1).then(|| 64 - n.trailing_zeros()),
-                hasher: RandomState::new(),
                 settings,
                 sweeping: AtomicBool::new(false),
                 spawn_sweeper,
                 sweeper_task: Mutex::new(None),
             }),
+            hasher,
         }
     }
-}
 
-impl<K, V, E> Inner<K, V, E> {
     #[inline]
     fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
     }
+}
 
+impl<K, V, E> Inner<K, V, E> {
     #[inline]
     pub(crate) fn shard(&self, hash: u64) -> &Shard<K, V, E> {
         // Skip the top 7 bits: the map uses them inside the shard.
@@ -240,7 +252,7 @@ enum Step<K, V, E> {
     Refused(Refusal),
 }
 
-impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
+impl<K: Hash + Eq, V: Clone, E: Clone, S: BuildHasher> SingleFlight<K, V, E, S> {
     /// Runs `f` for `key`, unless a call for an equal key is already running
     /// (then waits for its result) or a stored result is still fresh (then
     /// returns it).
@@ -317,7 +329,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
         &self,
         key: K,
         f: F,
-    ) -> impl Future<Output = Result<V, Error<E>>> + use<'_, K, V, E, F, Fut>
+    ) -> impl Future<Output = Result<V, Error<E>>> + use<'_, K, V, E, S, F, Fut>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
@@ -367,20 +379,115 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
     /// assert_eq!(flight.run_with_outcome(1, work).await, (Ok(7), Outcome::Cached));
     /// # }
     /// ```
-    pub async fn run_with_outcome<F, Fut>(&self, key: K, f: F) -> (Result<V, Error<E>>, Outcome)
+    pub fn run_with_outcome<F, Fut>(
+        &self,
+        key: K,
+        f: F,
+    ) -> impl Future<Output = (Result<V, Error<E>>, Outcome)> + use<'_, K, V, E, S, F, Fut>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        let hash = self.inner.hash(&key);
+        self.call(Some(key), f)
+    }
+
+    /// Like [`run`](Self::run), with the key borrowed: a hit, or a call
+    /// that joins a running flight, never builds an owned key (a `String`
+    /// key looked up by `&str` allocates nothing). The owned key is made,
+    /// with [`ToOwned`], only when the call starts a flight.
+    ///
+    /// # Errors
+    ///
+    /// As for [`run`](Self::run).
+    ///
+    /// # Panics
+    ///
+    /// As for [`run`](Self::run).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`run`](Self::run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use idem::SingleFlight;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let flight: SingleFlight<String, u64> = SingleFlight::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// let header: &str = "order-7";
+    /// let v = flight.run_by_ref(header, || async { Ok(7) }).await;
+    /// assert_eq!(v, Ok(7));
+    /// // The retry's key is never copied: it finds the stored result by `&str`.
+    /// assert_eq!(flight.run_by_ref(header, || async { Ok(8) }).await, Ok(7));
+    /// # }
+    /// ```
+    pub fn run_by_ref<'a, Q, F, Fut>(
+        &'a self,
+        key: &'a Q,
+        f: F,
+    ) -> impl Future<Output = Result<V, Error<E>>> + use<'a, K, V, E, S, Q, F, Fut>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        ResultOnly {
+            call: self.call(ByRef::new(key), f),
+        }
+    }
+
+    /// Like [`run_by_ref`](Self::run_by_ref), and also returns the
+    /// [`Outcome`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`run`](Self::run).
+    ///
+    /// # Panics
+    ///
+    /// As for [`run`](Self::run).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`run`](Self::run).
+    pub fn run_by_ref_with_outcome<'a, Q, F, Fut>(
+        &'a self,
+        key: &'a Q,
+        f: F,
+    ) -> impl Future<Output = (Result<V, Error<E>>, Outcome)> + use<'a, K, V, E, S, Q, F, Fut>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        self.call(ByRef::new(key), f)
+    }
+
+    /// The body of every `run` flavour that drives its work in the
+    /// caller's future.
+    async fn call<A, F, Fut>(&self, mut key: A, f: F) -> (Result<V, Error<E>>, Outcome)
+    where
+        A: KeyArg<K>,
+        K: Borrow<A::Query>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        let hash = self.hash(key.query());
         // A hit is answered right here in the first poll, before the slow
         // path's nested futures are entered.
-        let joined = match self.inner.shard(hash).lookup(hash, &key) {
+        let joined = match self.inner.shard(hash).lookup(hash, key.query()) {
             Some(Found::Hit(v)) => return (Ok(v), Outcome::Cached),
             Some(Found::Join(flight)) => Some(flight),
             None => None,
         };
-        let mut key = Some(key);
         // Scoped so that the step's storage is not kept across the work's
         // `.await`: this future lives in every waiting caller's task, so
         // its size is paid per waiter.
@@ -406,12 +513,16 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
     ///
     /// Only the flight being waited on is held across the `.await`, so that
     /// the future stays small: every waiting caller's task holds one.
-    async fn claim_or_wait(
+    async fn claim_or_wait<A>(
         &self,
         hash: u64,
-        key: &mut Option<K>,
+        key: &mut A,
         joined: Option<Arc<Flight<V, E>>>,
-    ) -> Step<K, V, E> {
+    ) -> Step<K, V, E>
+    where
+        A: KeyArg<K>,
+        K: Borrow<A::Query>,
+    {
         let shard = self.inner.shard(hash);
         let mut flight = match joined {
             Some(flight) => flight,
@@ -451,12 +562,16 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
     /// The first claim of a caller whose lookup found nothing: straight to
     /// the exclusive lock. A table that is full frees its expired results'
     /// slots (swept or not) and tries once more.
-    fn claim_vacant(
+    fn claim_vacant<A>(
         &self,
         shard: &Shard<K, V, E>,
         hash: u64,
-        key: &mut Option<K>,
-    ) -> Result<Step<K, V, E>, Arc<Flight<V, E>>> {
+        key: &mut A,
+    ) -> Result<Step<K, V, E>, Arc<Flight<V, E>>>
+    where
+        A: KeyArg<K>,
+        K: Borrow<A::Query>,
+    {
         match step(shard.claim_exclusive(hash, key)) {
             Ok(Step::Refused(Refusal::Full)) => {
                 self.inner.sweep();
@@ -513,7 +628,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.inner.hash(key);
+        let hash = self.hash(key);
         self.inner.shard(hash).get(hash, key)
     }
 
@@ -545,7 +660,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.inner.hash(key);
+        let hash = self.hash(key);
         self.inner.shard(hash).forget(hash, key)
     }
 
@@ -612,11 +727,12 @@ impl<K: Hash + Eq, V: Clone, E: Clone> SingleFlight<K, V, E> {
     }
 }
 
-impl<K, V, E> SingleFlight<K, V, E>
+impl<K, V, E, S> SingleFlight<K, V, E, S>
 where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
     E: Clone + Send + 'static,
+    S: BuildHasher,
 {
     /// Like [`run`](Self::run), but the work runs on its own tokio task, so
     /// it completes, and its result is stored, even if every caller leaves.
@@ -686,7 +802,7 @@ where
         &self,
         key: K,
         f: F,
-    ) -> impl Future<Output = Result<V, Error<E>>> + use<'_, K, V, E, F, Fut>
+    ) -> impl Future<Output = Result<V, Error<E>>> + use<'_, K, V, E, S, F, Fut>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
@@ -720,7 +836,7 @@ where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
-        let hash = self.inner.hash(&key);
+        let hash = self.hash(&key);
         // A hit needs no runtime: the check comes when there is a task to
         // spawn.
         let joined = match self.inner.shard(hash).lookup(hash, &key) {
@@ -859,7 +975,7 @@ mod tests {
     #[test]
     fn a_flight_that_ended_inside_the_table_is_not_joined_in_a_loop() {
         let flight: SingleFlight<u8, u8> = SingleFlight::new();
-        let hash = flight.inner.hash(&1u8);
+        let hash = flight.hash(&1u8);
         let shard = flight.inner.shard(hash);
         let Claim::Lead(dead, _) = shard.claim_exclusive(hash, &mut Some(1)) else {
             panic!("the key was vacant")

@@ -21,6 +21,7 @@ use std::time::Duration;
 use hashbrown::hash_table::{Entry as MapEntry, HashTable};
 
 use super::expiry::ExpiryQueue;
+use super::key::KeyArg;
 use super::policy::{Policy, Queue, Resident, Ticket};
 use crate::clock::Timestamp;
 use crate::flight::Flight;
@@ -381,9 +382,17 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
     /// Looks `key` up under the shared lock: a fresh stored result or a
     /// running flight; `None` when the key is vacant or expired.
     #[inline]
-    pub(crate) fn lookup(&self, hash: u64, key: &K) -> Option<Found<V, E>> {
+    pub(crate) fn lookup<Q>(&self, hash: u64, key: &Q) -> Option<Found<V, E>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let map = self.map.read();
-        match map.table.find(hash, |e| e.key == *key).map(|e| &e.slot) {
+        match map
+            .table
+            .find(hash, |e| e.key.borrow() == key)
+            .map(|e| &e.slot)
+        {
             Some(Slot::Stored(s)) if s.fresh() => Some(Found::Hit(s.hit(&map.hits))),
             Some(Slot::Flight(f)) => Some(Found::Join(Arc::clone(f))),
             Some(Slot::Stored(_)) | None => None,
@@ -391,10 +400,13 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
     }
 
     /// Looks `key` up and, when it is vacant (or its stored result expired),
-    /// inserts a new flight for it, taking the key out of `key`.
-    pub(crate) fn claim(&self, hash: u64, key: &mut Option<K>) -> Claim<K, V, E> {
-        let k = key.as_ref().expect("claim needs the key");
-        match self.lookup(hash, k) {
+    /// inserts a new flight for it, with the owned key made from `key`.
+    pub(crate) fn claim<A>(&self, hash: u64, key: &mut A) -> Claim<K, V, E>
+    where
+        A: KeyArg<K>,
+        K: Borrow<A::Query>,
+    {
+        match self.lookup(hash, key.query()) {
             Some(Found::Hit(v)) => return Claim::Hit(v),
             Some(Found::Join(f)) => return Claim::Join(f),
             None => {}
@@ -404,12 +416,17 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
 
     /// [`Shard::claim`] after a [`Shard::lookup`] found nothing: straight to
     /// the exclusive lock, where the key is looked up again.
-    pub(crate) fn claim_exclusive(&self, hash: u64, key: &mut Option<K>) -> Claim<K, V, E> {
-        let k = key.as_ref().expect("claim needs the key");
+    pub(crate) fn claim_exclusive<A>(&self, hash: u64, key: &mut A) -> Claim<K, V, E>
+    where
+        A: KeyArg<K>,
+        K: Borrow<A::Query>,
+    {
+        key.prepare();
+        let k = key.query();
         let mut expired = None;
         let mut guard = self.map.write();
         let map = &mut *guard;
-        let vacant = match map.table.entry(hash, |e| e.key == *k, |e| e.hash) {
+        let vacant = match map.table.entry(hash, |e| e.key.borrow() == k, |e| e.hash) {
             MapEntry::Occupied(o) => match &o.get().slot {
                 Slot::Flight(f) => return Claim::Join(Arc::clone(f)),
                 Slot::Stored(s) if s.fresh() => return Claim::Hit(s.hit(&map.hits)),
@@ -436,7 +453,7 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         let flight = Arc::new(Flight::new());
         vacant.insert(Entry {
             hash,
-            key: key.take().expect("checked above"),
+            key: key.take_owned(),
             slot: Slot::Flight(Arc::clone(&flight)),
         });
         if let Some(Entry {
