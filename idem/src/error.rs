@@ -212,22 +212,41 @@ impl std::error::Error for Panicked {}
 /// Nothing ran: the caller may retry the same call later.
 ///
 /// ```
-/// use std::time::Duration;
-/// use idem::Refused;
+/// use idem::{idempotent, Refused};
 ///
-/// // What a server might answer a refused request with.
-/// fn status(r: &Refused) -> (u16, Option<Duration>) {
-///     match r {
-///         Refused::Full { retry_after } => (503, *retry_after),
-///         Refused::Busy => (429, None),
-///         _ => (503, None),
+/// #[derive(Debug, Clone, PartialEq)]
+/// enum PayError {
+///     Declined,
+///     TryLater(Refused),
+/// }
+///
+/// impl From<Refused> for PayError {
+///     fn from(r: Refused) -> Self {
+///         PayError::TryLater(r)
 ///     }
 /// }
 ///
-/// let full = Refused::Full { retry_after: Some(Duration::from_secs(5)) };
-/// assert_eq!(status(&full), (503, Some(Duration::from_secs(5))));
-/// assert!(full.to_string().contains("retry in 5s"));
-/// assert_eq!(status(&Refused::Busy), (429, None));
+/// // At most 2 receipts, each kept for its whole day: never dropped early.
+/// #[idempotent(key = order, ttl = "1d", max_entries = 2, eviction = "never")]
+/// async fn pay(order: u64) -> Result<String, PayError> {
+///     if order == 0 {
+///         return Err(PayError::Declined);
+///     }
+///     Ok(format!("receipt {order}"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(pay(1).await, Ok("receipt 1".to_string()));
+/// assert_eq!(pay(2).await, Ok("receipt 2".to_string()));
+/// // Full: a third order is refused, and its body does not run.
+/// let Err(PayError::TryLater(Refused::Full { retry_after })) = pay(3).await else {
+///     panic!("expected a refusal");
+/// };
+/// assert!(retry_after.is_some(), "the oldest receipt expires within the day");
+/// // The receipts stay: retries of orders 1 and 2 still get them.
+/// assert_eq!(pay(1).await, Ok("receipt 1".to_string()));
+/// # }
 /// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
