@@ -1,5 +1,6 @@
 //! Parsing the attribute's options: `key = <expr>`, `ttl = "30s" | <expr>`,
-//! `max_entries = <expr>`, `flight = <expr>`, `detached`.
+//! `max_entries = <expr>`, `eviction = "never" | "adaptive"`,
+//! `max_in_flight = <expr>`, `flight = <expr>`, `detached`.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
@@ -13,13 +14,16 @@ mod kw {
     syn::custom_keyword!(key);
     syn::custom_keyword!(ttl);
     syn::custom_keyword!(max_entries);
+    syn::custom_keyword!(eviction);
+    syn::custom_keyword!(max_in_flight);
     syn::custom_keyword!(flight);
     syn::custom_keyword!(detached);
 }
 
 /// What every error about the options ends with.
 pub(crate) const ACCEPTED: &str = "accepted options: `key = <expr>` (required), \
-`ttl = \"30s\"` or `ttl = <Duration>`, `max_entries = <usize>`, `flight = <SingleFlight>`, `detached`";
+`ttl = \"30s\"` or `ttl = <Duration>`, `max_entries = <usize>`, `eviction = \"never\"` or \
+`eviction = \"adaptive\"`, `max_in_flight = <usize>`, `flight = <SingleFlight>`, `detached`";
 
 /// The options, parsed and checked against each other.
 pub(crate) struct Args {
@@ -27,8 +31,15 @@ pub(crate) struct Args {
     pub(crate) key: Option<Expr>,
     pub(crate) ttl: Option<Opt<Ttl>>,
     pub(crate) max_entries: Option<Opt<MaxEntries>>,
+    pub(crate) eviction: Option<Opt<Eviction>>,
+    pub(crate) max_in_flight: Option<Opt<MaxInFlight>>,
     pub(crate) flight: Option<Opt<Expr>>,
     pub(crate) detached: Option<kw::detached>,
+    /// The first option that lets the table refuse calls
+    /// (`eviction = "never"`, `max_in_flight`), from its name to its value's
+    /// last token: where a return type that cannot carry refusals is
+    /// reported.
+    pub(crate) refusing: Option<(Span, Span)>,
 }
 
 /// An option's value and the span of its name.
@@ -43,14 +54,28 @@ pub(crate) struct Ttl(pub(crate) TokenStream);
 /// `max_entries = ...`: a `usize` expression, checked if it is a literal.
 pub(crate) struct MaxEntries(pub(crate) TokenStream);
 
+/// `eviction = "never" | "adaptive"`: a string, so that the macro knows
+/// whether the table can refuse calls.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Eviction {
+    Adaptive,
+    Never,
+}
+
+/// `max_in_flight = ...`: a `usize` expression, checked if it is a literal.
+pub(crate) struct MaxInFlight(pub(crate) TokenStream);
+
 impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut args = Args {
             key: None,
             ttl: None,
             max_entries: None,
+            eviction: None,
+            max_in_flight: None,
             flight: None,
             detached: None,
+            refusing: None,
         };
         let mut key_name = None;
         let mut errors = Errors::default();
@@ -81,6 +106,31 @@ impl Parse for Args {
                         "max_entries",
                         &mut errors,
                     ),
+                    Err(e) => errors.push(e),
+                }
+            } else if lookahead.peek(kw::eviction) {
+                let name = input.parse::<kw::eviction>()?.span;
+                let value = value(input, "eviction", "\"never\"")?;
+                match eviction(&value) {
+                    Ok(mode) => {
+                        if mode == Eviction::Never {
+                            args.refusing.get_or_insert((name, last_span(&value)));
+                        }
+                        let opt = Opt { name, value: mode };
+                        set(&mut args.eviction, opt, "eviction", &mut errors);
+                    }
+                    Err(e) => errors.push(e),
+                }
+            } else if lookahead.peek(kw::max_in_flight) {
+                let name = input.parse::<kw::max_in_flight>()?.span;
+                let value = value(input, "max_in_flight", "100")?;
+                let last = last_span(&value);
+                match max_in_flight(value) {
+                    Ok(value) => {
+                        args.refusing.get_or_insert((name, last));
+                        let opt = Opt { name, value };
+                        set(&mut args.max_in_flight, opt, "max_in_flight", &mut errors);
+                    }
                     Err(e) => errors.push(e),
                 }
             } else if lookahead.peek(kw::flight) {
@@ -135,6 +185,8 @@ impl Parse for Args {
             for (opt, name) in [
                 (args.ttl.as_ref().map(|o| o.name), "ttl"),
                 (args.max_entries.as_ref().map(|o| o.name), "max_entries"),
+                (args.eviction.as_ref().map(|o| o.name), "eviction"),
+                (args.max_in_flight.as_ref().map(|o| o.name), "max_in_flight"),
             ] {
                 if let Some(span) = opt {
                     errors.push(syn::Error::new(
@@ -147,12 +199,22 @@ impl Parse for Args {
                     ));
                 }
             }
-        } else if let (Some(max), None) = (&args.max_entries, &args.ttl) {
-            errors.push(syn::Error::new(
-                max.name,
-                "`max_entries` bounds the stored results, but without `ttl` nothing is \
-                 stored: add a `ttl = \"...\"`, or remove `max_entries`",
-            ));
+        } else {
+            if let (Some(max), None) = (&args.max_entries, &args.ttl) {
+                errors.push(syn::Error::new(
+                    max.name,
+                    "`max_entries` bounds the stored results, but without `ttl` nothing is \
+                     stored: add a `ttl = \"...\"`, or remove `max_entries`",
+                ));
+            }
+            if let (Some(eviction), None) = (&args.eviction, &args.max_entries) {
+                errors.push(syn::Error::new(
+                    eviction.name,
+                    "`eviction` says what the table does when it holds `max_entries` results, \
+                     but there is no `max_entries`: nothing is bounded; add `max_entries = N` \
+                     (with a `ttl`), or remove `eviction`",
+                ));
+            }
         }
         errors.finish()?;
         Ok(args)
@@ -275,6 +337,62 @@ fn max_entries(value: Expr) -> syn::Result<MaxEntries> {
         )),
         _ => Ok(MaxEntries(quote!(#value))),
     }
+}
+
+fn eviction(value: &Expr) -> syn::Result<Eviction> {
+    const HOW: &str = "write `eviction = \"never\"` (a result is kept for its whole ttl; when \
+        `max_entries` are held, a new key is refused) or `eviction = \"adaptive\"` (the default: \
+        a cache, which drops results to make room)";
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => match s.value().as_str() {
+            "never" => Ok(Eviction::Never),
+            "adaptive" => Ok(Eviction::Adaptive),
+            other => Err(syn::Error::new(
+                s.span(),
+                format!("unknown `eviction` {other:?}: {HOW}"),
+            )),
+        },
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("expected a string: {HOW}"),
+        )),
+    }
+}
+
+fn max_in_flight(value: Expr) -> syn::Result<MaxInFlight> {
+    match &value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(n), ..
+        }) => {
+            let parsed: usize = n
+                .base10_parse()
+                .map_err(|e| syn::Error::new(n.span(), format!("invalid `max_in_flight`: {e}")))?;
+            if parsed == 0 {
+                return Err(syn::Error::new(
+                    n.span(),
+                    "`max_in_flight` must be at least 1: no call could ever run (to leave \
+                     running executions unbounded, remove `max_in_flight`)",
+                ));
+            }
+            Ok(MaxInFlight(quote_spanned!(n.span()=> #parsed)))
+        }
+        Expr::Lit(_) => Err(syn::Error::new(
+            value.span(),
+            "expected a number of executions: `max_in_flight = 100`, or a `usize` expression",
+        )),
+        _ => Ok(MaxInFlight(quote!(#value))),
+    }
+}
+
+/// The span of an expression's last token.
+fn last_span(value: &Expr) -> Span {
+    value
+        .to_token_stream()
+        .into_iter()
+        .last()
+        .map_or_else(|| value.span(), |t| t.span())
 }
 
 /// Errors collected so that one compile reports them all.

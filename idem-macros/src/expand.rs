@@ -7,7 +7,7 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{Expr, Item, ItemFn, ReturnType};
 
-use crate::args::{Args, Errors};
+use crate::args::{Args, Errors, Eviction};
 use crate::validate;
 
 /// The whole macro: parse, check, and expand, or emit the function
@@ -322,7 +322,7 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 }
 
 /// `let var: fn() -> ty = || -> ty { value };`: a setting (`ttl`,
-/// `max_entries`) as a function that captures nothing, evaluated once, when
+/// `max_entries`, `max_in_flight`) as a function that captures nothing, evaluated once, when
 /// the table is created. A value that uses `self` or an argument would be
 /// the first call's for every call: `validate` rejects one that names them,
 /// and the coercion to a fn pointer anything else that captures (names
@@ -426,6 +426,10 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
                 ResultBadError as _, ResultBadValue as _, ResultOk as _, ValueBad as _,
                 ValueOk as _,
             },
+            refusal_probe::{
+                ErrorCannotCarry as _, FlightCarries as _, FlightPanics as _, MustCarry as _,
+                ValueCannotCarry as _,
+            },
             AsFlight as _,
         };
     };
@@ -441,13 +445,14 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
     };
 
     // Either way, the table is found first, and the key made its key.
-    let (find_table, table_var) = if let Some(flight) = &args.flight {
+    let (find_table, table_var, refusals) = if let Some(flight) = &args.flight {
         let flight = &flight.value;
         let (first, last) = bounds(flight);
         let table_var = local("__idem_table", first);
         // The flight goes to `fit` as an argument spanned like the user's
         // expression (from its first to its last token), which is where
         // rustc points when the flight does not fit the return type.
+        let refusals = local("__idem_refusals", first);
         let found = spanned_call(
             quote_spanned!(first=> #flight),
             "__idem_flight",
@@ -464,12 +469,19 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         // The flight is evaluated first, so that the key can be checked
         // against its key type as an argument spanned like the user's key
         // expression: a mismatch is then one error, at the key, in words.
+        // The flight's bounds are not known here: a refusal is an `Err` if
+        // the error type can carry one, and a panic otherwise.
+        let classify_refusals = quote! {
+            let #refusals = (&&::idem::__private::refusal_probe::RefusalProbe::of(#return_kind))
+                .__idem_flight_refusals();
+        };
         let find_table = quote! {
             #classify_return
+            #classify_refusals
             let #table_var = #fit;
             let #key_var = ::idem::__private::flight_key(#table_var, #key_value);
         };
-        (find_table, table_var)
+        (find_table, table_var, refusals)
     } else {
         let classify_key = |probe: TokenStream| {
             let (first, _) = bounds(key);
@@ -547,6 +559,42 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
             ));
             config.extend(quote!(.max_entries(#var())));
         }
+        if let Some(eviction) = &args.eviction {
+            let mode = match eviction.value {
+                Eviction::Never => quote_spanned!(eviction.name=> Never),
+                Eviction::Adaptive => quote_spanned!(eviction.name=> Adaptive),
+            };
+            config.extend(quote!(.eviction(::idem::Eviction::#mode)));
+        }
+        if let Some(max) = &args.max_in_flight {
+            let var = local("__idem_max_in_flight", call_site);
+            settings.extend(setting(
+                &var,
+                max.name,
+                quote!(::core::primitive::usize),
+                &max.value.0,
+            ));
+            config.extend(quote!(.max_in_flight(#var())));
+        }
+        // A table that can refuse calls needs a return type that can carry
+        // a refusal: checked by the type checker, which sees through
+        // aliases, and reported at the option. One that cannot refuse
+        // never uses its marker.
+        let refusals = local("__idem_refusals", call_site);
+        let classify_refusals = match args.refusing {
+            Some((first, last)) => {
+                let dispatch = spanned_call(
+                    quote_spanned!(first=> &&&::idem::__private::refusal_probe::RefusalProbe::of(#return_kind)),
+                    "__idem_refusals",
+                    TokenStream::new(),
+                    (first, last),
+                );
+                quote!(let #refusals = #dispatch;)
+            }
+            None => quote! {
+                let #refusals = ::idem::__private::refusal_probe::PanicOnRefusal;
+            },
+        };
         // The type of this closure differs for each instantiation of the
         // function's (and its impl's) generic parameters: one table each.
         let instantiation = quote_spanned!(call_site=> || {});
@@ -559,6 +607,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         let find_table = quote! {
             #eval_key
             #classify_return
+            #classify_refusals
             let #slot_var: &'static ::idem::__private::Slot = {
                 static #slot: ::idem::__private::Slot = ::idem::__private::Slot::new();
                 &#slot
@@ -572,7 +621,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
                 || #config,
             );
         };
-        (find_table, table_var)
+        (find_table, table_var, refusals)
     };
     let driver = if args.detached.is_some() {
         quote!(run_detached)
@@ -581,7 +630,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
     };
     let call = driver_call(
         driver,
-        quote!(#table_var, #return_kind, #name_var, #key_var, #work),
+        quote!(#table_var, #return_kind, #refusals, #name_var, #key_var, #work),
         work_span,
     );
     let body = quote!(#name_let #find_table #call);
@@ -644,6 +693,37 @@ mod tests {
         assert!(out.contains("__idem_flight"), "{out}");
         assert!(!out.contains("__IDEM_SLOT"), "{out}");
         assert!(!out.contains("own_table"), "{out}");
+    }
+
+    #[test]
+    fn a_table_that_can_refuse_checks_that_the_return_type_carries_refusals() {
+        let f = "async fn f(id: u64) -> Result<u64, E> { Ok(id) }";
+        let out = expand_str(
+            "key = id, ttl = \"1h\", max_entries = 2, eviction = \"never\", max_in_flight = 4",
+            f,
+        );
+        for part in [
+            ". eviction (:: idem :: Eviction :: Never)",
+            ". max_in_flight (",
+            ". __idem_refusals ()",
+        ] {
+            assert!(out.contains(part), "missing `{part}` in {out}");
+        }
+        // A table that cannot refuse: no check, and a marker never used.
+        for args in [
+            "key = id, ttl = \"1h\"",
+            "key = id, ttl = \"1h\", max_entries = 2, eviction = \"adaptive\"",
+        ] {
+            let out = expand_str(args, f);
+            assert!(!out.contains("__idem_refusals ()"), "{out}");
+            assert!(out.contains("PanicOnRefusal"), "{out}");
+        }
+        // A flight's bounds are unknown: an `Err` if the type can carry it.
+        let out = expand_str(
+            "key = id, flight = self.flight",
+            "async fn f(&self, id: u64) -> Result<u64, E> { Ok(id) }",
+        );
+        assert!(out.contains(". __idem_flight_refusals ()"), "{out}");
     }
 
     #[test]

@@ -59,7 +59,9 @@ use proc_macro::TokenStream;
 /// | `key = <expr>` | **Required.** What makes two calls the same: any expression over the arguments (`order.id`, `(user, day)`, `req.idempotency_key.clone()`, `format!("{a}/{b}")`). Evaluated once, before the body; the body can still use what it names. Its value must own its data (no reference, not even a `&'static str`: use a `String` or an enum) and be `Hash + Eq + Clone + Send + Sync + 'static`. |
 /// | `ttl = "30s"` | How long a success is replayed: `"500ms"`, `"30s"`, `"5m"`, `"1h30m"`, `"2d"` (units `ns`, `us`, `ms`, `s`, `m`, `h`, `d`), checked at compile time; or any `Duration` expression, evaluated once, when the table is created (so it cannot use `self` or the arguments). Without it, concurrent calls are coalesced and nothing is kept afterwards. |
 /// | `max_entries = N` | The most results kept (needs `ttl`); a literal, or a `usize` expression evaluated when the table is created (so it cannot use `self` or the arguments). |
-/// | `flight = <expr>` | A [`SingleFlight`] of yours to run in (e.g. `self.flight`), instead of the function's own table. Its key type must be the key's, its types the return type's, and its own settings apply, so `ttl` and `max_entries` cannot be given with it. |
+/// | `eviction = "never"` | What the table does when it holds `max_entries` results (needs `max_entries`). `"adaptive"`, the default: a cache, which drops a result to make room, possibly well before its ttl. `"never"`: retry protection; a result is kept for its whole ttl, and a call for a new key is **refused** (see *Refusals*). |
+/// | `max_in_flight = N` | The most executions running at once; a call that would start another is **refused** (see *Refusals*), while calls that join a running execution or get a stored result are served. A literal, or a `usize` expression evaluated when the table is created. |
+/// | `flight = <expr>` | A [`SingleFlight`] of yours to run in (e.g. `self.flight`), instead of the function's own table. Its key type must be the key's, its types the return type's, and its own settings apply, so `ttl`, `max_entries`, `eviction` and `max_in_flight` cannot be given with it. |
 /// | `detached` | The body runs on its own tokio task and finishes (and its result is stored) even if every caller goes away; see [`SingleFlight::run_detached`]. The body must then be `Send + 'static`: it cannot use `self` or borrowed arguments. |
 ///
 /// # Tables
@@ -95,6 +97,45 @@ use proc_macro::TokenStream;
 /// in an `Arc` if it is not `Clone` (`std::io::Error`, say), or thread-safe
 /// parts (`Arc` rather than `Rc`) if it is not `Send` or `Sync`.
 ///
+/// # Refusals
+///
+/// With `max_in_flight`, or `eviction = "never"` and `max_entries`, the
+/// table can refuse a call: the body does not run, and the function returns
+/// `Err(E::from(`[`Refused`]`::Busy))` or `Err(E::from(Refused::Full {
+/// retry_after }))`. The function must therefore return `Result<T, E>` with
+/// `E: From<idem::Refused>` (`Refused` itself will do); any other return
+/// type is a compile error at the option, which says so. Refusals are never
+/// stored: the next call for the key is tried afresh.
+///
+/// ```
+/// use idem::{idempotent, Refused};
+///
+/// #[derive(Debug, Clone, PartialEq)]
+/// enum PayError {
+///     TryLater(Refused),
+/// }
+///
+/// impl From<Refused> for PayError {
+///     fn from(r: Refused) -> Self {
+///         PayError::TryLater(r)
+///     }
+/// }
+///
+/// // Each receipt is kept for a day; at most 100,000 of them, and 64 payments running.
+/// #[idempotent(key = id, ttl = "1d", max_entries = 100_000, eviction = "never", max_in_flight = 64)]
+/// async fn pay(id: u64) -> Result<String, PayError> {
+///     Ok(format!("receipt {id}"))
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # assert_eq!(pay(1).await, Ok("receipt 1".to_string()));
+/// # }
+/// ```
+///
+/// With `flight = ...` the macro cannot see the table's bounds: a refusal is
+/// an `Err` as above if the error type implements `From<idem::Refused>`, and
+/// otherwise a panic naming the function.
+///
 /// # Panics
 ///
 /// A panic in the body is a panic, with the original message, for every
@@ -114,11 +155,14 @@ use proc_macro::TokenStream;
 ///
 /// `&mut self`, `self` by value, `&mut` anywhere in an argument, non-`async`
 /// and `const` functions, borrowed or `impl Trait` return types, borrowed
-/// keys (`&'static str` included), `ttl`/`max_entries` that use `self` or
-/// an argument, and unknown, repeated or malformed options are compile
-/// errors that point at the token at fault. (Unknown, repeated and
-/// malformed options list the accepted ones; a value an option cannot take,
-/// `ttl = 30` or `max_entries = 0`, says what to write instead.)
+/// keys (`&'static str` included), settings (`ttl`, `max_entries`,
+/// `max_in_flight`) that use `self` or an argument, a return type that
+/// cannot carry refusals (see *Refusals*), and unknown, repeated or
+/// malformed options are compile errors that point at the token at fault.
+/// (Unknown, repeated and malformed options list the accepted ones; a value
+/// an option cannot take, `ttl = 30`, `max_entries = 0`, `eviction = "lru"`,
+/// says what to write instead; so do `max_entries` without `ttl` and
+/// `eviction` without `max_entries`.)
 ///
 /// With `detached`, a body that is not `Send` gets rustc's own "future
 /// cannot be sent between threads safely" at `detached`, and a type
@@ -169,6 +213,7 @@ use proc_macro::TokenStream;
 /// ```
 ///
 /// [`SingleFlight`]: https://docs.rs/idem/latest/idem/struct.SingleFlight.html
+/// [`Refused`]: https://docs.rs/idem/latest/idem/enum.Refused.html
 /// [`SingleFlight::run_detached`]: https://docs.rs/idem/latest/idem/struct.SingleFlight.html#method.run_detached
 #[proc_macro_attribute]
 pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {

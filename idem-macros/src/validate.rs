@@ -77,6 +77,10 @@ pub(crate) fn check(func: &ItemFn, args: &Args) -> syn::Result<()> {
     let settings = [
         ("ttl", args.ttl.as_ref().map(|o| &o.value.0)),
         ("max_entries", args.max_entries.as_ref().map(|o| &o.value.0)),
+        (
+            "max_in_flight",
+            args.max_in_flight.as_ref().map(|o| &o.value.0),
+        ),
     ];
     for (option, value) in settings {
         if let Some(value) = value {
@@ -187,7 +191,7 @@ impl<'ast> Visit<'ast> for ReturnTypeCheck<'_> {
     }
 }
 
-/// A setting (`ttl`, `max_entries`) is evaluated once, when the table is
+/// A setting (`ttl`, `max_entries`, `max_in_flight`) is evaluated once, when the table is
 /// created: one that used `self` or an argument would give every call the
 /// first call's value. The first such name is an error. (The expansion
 /// also makes the setting a fn pointer, which catches names hidden in a

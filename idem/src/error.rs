@@ -193,3 +193,96 @@ impl fmt::Display for Panicked {
 }
 
 impl std::error::Error for Panicked {}
+
+/// Why the table of an [`#[idempotent]`](crate::idempotent) fn refused a
+/// call, without running its body: what the function's error type must be
+/// convertible from (`E: From<Refused>`) for the function to return a
+/// refusal as an `Err`.
+///
+/// A table refuses calls only when it is bounded so: with
+/// `#[idempotent(eviction = "never", max_entries = N)]` a new key is
+/// refused when `N` results are held ([`Refused::Full`]), and with
+/// `max_in_flight = N` a call that would start another execution is refused
+/// while `N` are running ([`Refused::Busy`]). Calls that join a running
+/// execution or get a stored result are never refused. These are the
+/// table's [`Error::Full`] and [`Error::Busy`], as the function returns
+/// them; a function with `flight = ...` returns them so too if its error
+/// type implements `From<Refused>`, and panics otherwise.
+///
+/// Nothing ran: the caller may retry the same call later.
+///
+/// ```
+/// use idem::{idempotent, Refused};
+///
+/// #[derive(Debug, Clone, PartialEq)]
+/// enum PayError {
+///     Declined,
+///     TryLater(Refused),
+/// }
+///
+/// impl From<Refused> for PayError {
+///     fn from(r: Refused) -> Self {
+///         PayError::TryLater(r)
+///     }
+/// }
+///
+/// // At most 2 receipts, each kept for its whole day: never dropped early.
+/// #[idempotent(key = order, ttl = "1d", max_entries = 2, eviction = "never")]
+/// async fn pay(order: u64) -> Result<String, PayError> {
+///     if order == 0 {
+///         return Err(PayError::Declined);
+///     }
+///     Ok(format!("receipt {order}"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(pay(1).await, Ok("receipt 1".to_string()));
+/// assert_eq!(pay(2).await, Ok("receipt 2".to_string()));
+/// // Full: a third order is refused, and its body does not run.
+/// let Err(PayError::TryLater(Refused::Full { retry_after })) = pay(3).await else {
+///     panic!("expected a refusal");
+/// };
+/// assert!(retry_after.is_some(), "the oldest receipt expires within the day");
+/// // The receipts stay: retries of orders 1 and 2 still get them.
+/// assert_eq!(pay(1).await, Ok("receipt 1".to_string()));
+/// # }
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The table holds `max_entries` stored results and running executions
+    /// (`eviction = "never"`), and this call's key is new: see
+    /// [`Error::Full`]. Retry after `retry_after`, when the oldest stored
+    /// result expires and frees its slot; `None` when the table holds only
+    /// running executions, whose end cannot be known.
+    Full {
+        /// How long until the oldest stored result expires.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// `max_in_flight` executions are running already, and this call would
+    /// start another: see [`Error::Busy`]. Retry once one of them has
+    /// ended.
+    Busy,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refused::Full {
+                retry_after: Some(d),
+            } => write!(
+                f,
+                "refused: the table is full of results kept for retries; nothing ran; retry in {d:?}"
+            ),
+            Refused::Full { retry_after: None } => f.write_str(
+                "refused: the table is full of running executions; nothing ran; retry later",
+            ),
+            Refused::Busy => f.write_str(
+                "refused: too many executions are running (max_in_flight); nothing ran; retry later",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}

@@ -139,7 +139,7 @@ pub mod __private;
 pub use idem_macros::idempotent;
 
 pub use builder::{BuildError, Builder, Eviction, MAX_SHARDS};
-pub use error::{Error, Panicked};
+pub use error::{Error, Panicked, Refused};
 pub use hash::{DefaultHasher, RandomState};
 pub use stats::{Outcome, Stats};
 pub use table::SingleFlight;

@@ -37,6 +37,10 @@ mod shadowed {
     struct Clone;
     struct Send;
     struct Fn;
+    struct Refused;
+    struct Eviction;
+    struct RefusalProbe;
+    struct From;
     type usize = u8;
     type u64 = i8;
     type u32 = i16;
@@ -81,6 +85,21 @@ mod shadowed {
         id
     }
 
+    /// The refusal marker, the settings and `Eviction` are the expansion's.
+    #[idempotent(
+        key = __idem_refusals,
+        ttl = "1m",
+        max_entries = 10,
+        eviction = "never",
+        max_in_flight = 10
+    )]
+    pub(super) async fn refusing(
+        __idem_refusals: ::core::primitive::u32,
+        __idem_max_in_flight: ::core::primitive::u32,
+    ) -> ::core::result::Result<::core::primitive::u32, ::idem::Refused> {
+        ::core::result::Result::Ok(__idem_refusals + __idem_max_in_flight)
+    }
+
     /// The slot's `static` is invisible to the body: a parameter...
     #[idempotent(key = __IDEM_SLOT)]
     pub(super) async fn slot_named_parameter(__IDEM_SLOT: u64) -> u64 {
@@ -112,6 +131,7 @@ async fn generated_names_do_not_clash_with_the_users() {
     assert_eq!(shadowed::shadowing(1, 2, 3, 4, 5).await, 16);
     assert_eq!(shadowed::max_entries_with_usize_shadowed(-1).await, -1);
     assert_eq!(shadowed::settings_from_expressions(5).await, 5);
+    assert_eq!(shadowed::refusing(1, 2).await, Ok(3));
     assert_eq!(shadowed::slot_named_parameter(1).await, 2);
     assert_eq!(shadowed::slot_named_local(1).await, 3);
     assert_eq!(shadowed::with_static::slot_named_static(2).await, 42);

@@ -1,5 +1,6 @@
-//! The machinery shared by the two probes ([`key_probe`](super::key_probe),
-//! [`return_probe`](super::return_probe)): one level of an auto-ref
+//! The machinery shared by the probes ([`key_probe`](super::key_probe),
+//! [`return_probe`](super::return_probe),
+//! [`refusal_probe`](super::refusal_probe)): one level of an auto-ref
 //! specialisation.
 //!
 //! A probe is a value the expansion calls one method on through several

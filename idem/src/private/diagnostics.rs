@@ -5,7 +5,8 @@
 //! The value, error and key traits are implemented only for a type that
 //! never reaches their check (`Arc`, `String`), which rustc then shows as a
 //! hint. They are required by the levels of the probes that reject a type
-//! ([`return_probe`](super::return_probe), [`key_probe`](super::key_probe)),
+//! ([`return_probe`](super::return_probe), [`key_probe`](super::key_probe),
+//! [`refusal_probe`](super::refusal_probe)),
 //! so each error is reported once, where the type is classified. The other
 //! message of this kind, [`FitsFlight`](super::FitsFlight)'s, is with the
 //! impls that decide which flights fit.
@@ -71,3 +72,28 @@ impl KeyMustBeHashable for String {}
 )]
 pub trait DetachedWork: Send + 'static {}
 impl<T: Send + 'static> DetachedWork for T {}
+
+/// The bound that fails, with this message, when the error type of a
+/// function whose own table can refuse calls cannot carry a refusal.
+/// Implemented only for `Refused`, which never reaches this check (its impl
+/// is there as a hint in the error).
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` of this `#[idempotent]` fn must implement `From<idem::Refused>`: its table can refuse calls",
+    label = "this option makes the table refuse calls, returned as `Err(E::from(idem::Refused::..))`",
+    note = "with `max_in_flight`, or `eviction = \"never\"` and `max_entries`, a call can be refused without running the body",
+    note = "implement `From<idem::Refused>` for `{Self}` (a variant that holds the `idem::Refused`, say), or remove the option"
+)]
+pub trait ErrorMustCarryRefusals {}
+impl ErrorMustCarryRefusals for crate::Refused {}
+
+/// The bound that fails, with this message, when a function whose own
+/// table can refuse calls does not return a `Result`. Implemented only for
+/// a type that never reaches this check.
+#[diagnostic::on_unimplemented(
+    message = "this `#[idempotent]` fn returns `{Self}`, but its table can refuse calls: refusals need a `Result<_, E>` return with `E: From<idem::Refused>`",
+    label = "this option makes the table refuse calls, returned as `Err(E::from(idem::Refused::..))`",
+    note = "with `max_in_flight`, or `eviction = \"never\"` and `max_entries`, a call can be refused without running the body",
+    note = "return `Result<{Self}, E>` with an error type `E` that implements `From<idem::Refused>` (`idem::Refused` itself does), or remove the option"
+)]
+pub trait ReturnMustCarryRefusals {}
+impl<T> ReturnMustCarryRefusals for Result<T, crate::Refused> {}

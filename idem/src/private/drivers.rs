@@ -3,8 +3,9 @@
 //!
 //! Both take the table already found (the function's own,
 //! [`own_table`](super::own_table), or a `flight = ...`,
-//! [`fit`](super::fit())) and the [`ReturnKind`] that converts between the
-//! function's return type and the table's value and error types. They
+//! [`fit`](super::fit())), the [`ReturnKind`] that converts between the
+//! function's return type and the table's value and error types, and the
+//! [`OnRefusal`] marker that says what a refused call returns. They
 //! differ only in the method of the table they call and in what that
 //! method needs of the body, which they state as bounds of their own: a
 //! body that is not `Send` is reported as "required by a bound in
@@ -17,11 +18,13 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use super::diagnostics::DetachedWork;
+use super::refusal_probe::OnRefusal;
 use super::return_probe::ReturnKind;
-use crate::{Error, SingleFlight};
+use crate::{Error, Refused, SingleFlight};
 
 /// The body of an `#[idempotent]` function: `work` runs as the flight of
-/// `key` in `table`, driven by the caller that starts it. `name` gives the
+/// `key` in `table`, driven by the caller that starts it. A refusal of the
+/// table's is returned or is a panic, as `_refusals` says. `name` gives the
 /// function's path, for messages: a closure that captures nothing, so that
 /// it takes no room in the future.
 ///
@@ -31,42 +34,46 @@ use crate::{Error, SingleFlight};
 /// future are most of what the macro costs over a hand-written call: an
 /// `async fn` here made it 280 bytes rather than 240 (232 by hand), and a
 /// hit 20% dearer rather than 5%, in instructions.
-pub fn run<Ret, K, F, Fut, N>(
+pub fn run<Ret, Rf, K, F, Fut, N>(
     table: &SingleFlight<K, Ret::Value, Ret::Error>,
     _return_kind: Ret,
+    _refusals: Rf,
     name: N,
     key: K,
     work: F,
-) -> impl Future<Output = Ret::Output> + use<'_, Ret, K, F, Fut, N>
+) -> impl Future<Output = Ret::Output> + use<'_, Ret, Rf, K, F, Fut, N>
 where
     Ret: ReturnKind,
+    Rf: OnRefusal<Ret>,
     K: Hash + Eq,
     F: FnOnce() -> Fut,
     Fut: Future<Output = Ret::Output>,
     N: Fn() -> &'static str,
 {
-    Answer::<Ret, _, _>::new(
+    Answer::<Ret, Rf, _, _>::new(
         table.run(key, move || async move { Ret::into_result(work().await) }),
         name,
     )
 }
 
 /// [`run`] with `detached`: the work runs on its own task.
-pub fn run_detached<Ret, K, F, Fut, N>(
+pub fn run_detached<Ret, Rf, K, F, Fut, N>(
     table: &SingleFlight<K, Ret::Value, Ret::Error>,
     _return_kind: Ret,
+    _refusals: Rf,
     name: N,
     key: K,
     work: F,
-) -> impl Future<Output = Ret::Output> + use<'_, Ret, K, F, Fut, N>
+) -> impl Future<Output = Ret::Output> + use<'_, Ret, Rf, K, F, Fut, N>
 where
     Ret: ReturnKind,
+    Rf: OnRefusal<Ret>,
     K: Hash + Eq + Send + Sync + 'static,
     F: FnOnce() -> Fut + DetachedWork,
     Fut: Future<Output = Ret::Output> + DetachedWork,
     N: Fn() -> &'static str,
 {
-    Answer::<Ret, _, _>::new(
+    Answer::<Ret, Rf, _, _>::new(
         table.run_detached(key, move || async move { Ret::into_result(work().await) }),
         name,
     )
@@ -76,28 +83,29 @@ pin_project_lite::pin_project! {
     /// The future of both drivers: the table's call, and its answer as the
     /// function returns it.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    struct Answer<Ret, Call, N> {
+    struct Answer<Ret, Rf, Call, N> {
         #[pin]
         call: Call,
         name: N,
-        _return_kind: PhantomData<fn() -> Ret>,
+        _kinds: PhantomData<fn() -> (Ret, Rf)>,
     }
 }
 
-impl<Ret, Call, N> Answer<Ret, Call, N> {
+impl<Ret, Rf, Call, N> Answer<Ret, Rf, Call, N> {
     #[inline]
     fn new(call: Call, name: N) -> Self {
         Self {
             call,
             name,
-            _return_kind: PhantomData,
+            _kinds: PhantomData,
         }
     }
 }
 
-impl<Ret, Call, N> Future for Answer<Ret, Call, N>
+impl<Ret, Rf, Call, N> Future for Answer<Ret, Rf, Call, N>
 where
     Ret: ReturnKind,
+    Rf: OnRefusal<Ret>,
     Call: Future<Output = Result<Ret::Value, Error<Ret::Error>>>,
     N: Fn() -> &'static str,
 {
@@ -107,54 +115,44 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ret::Output> {
         let this = self.project();
         let out = ready!(this.call.poll(cx));
-        Poll::Ready(answer::<Ret>(out, this.name))
+        Poll::Ready(answer::<Ret, Rf>(out, this.name))
     }
 }
 
-/// The table's answer, as the function `name` returns it: a value, or the
-/// work's own error. Anything else becomes a panic of the caller's (see
-/// [`fail`]).
+/// The table's answer, as the function `name` returns it: a value, the
+/// work's own error, or a refusal as `Rf` says. Anything else becomes a
+/// panic of the caller's (see [`fail`]).
 #[inline]
-fn answer<Ret: ReturnKind>(
+fn answer<Ret: ReturnKind, Rf: OnRefusal<Ret>>(
     out: Result<Ret::Value, Error<Ret::Error>>,
     name: &impl Fn() -> &'static str,
 ) -> Ret::Output {
-    Ret::from_result(out.map_err(|e| fail(e, name())))
+    Ret::from_result(out.map_err(|e| fail::<Ret, Rf>(e, name())))
 }
 
 /// What a caller of the function `name` does when the flight it was
 /// coalesced on did not return a value. The work's own error is returned.
-/// A panic, of the work or of the `Clone` of its result for this caller,
-/// resumes as a panic with its message (which says which). An aborted
-/// flight, whose detached task was dropped before it finished, is a panic
-/// that says so, naming the function: the return type has no room for it.
+/// A refusal of the table's (nothing ran) is returned as
+/// `Err(E::from(Refused::..))` or is a panic naming the function, as `Rf`
+/// says. A panic, of the work or of the `Clone` of its result for this
+/// caller, resumes as a panic with its message (which says which). An
+/// aborted flight, whose detached task was dropped before it finished, is a
+/// panic that says so, naming the function: the return type has no room for
+/// it.
 ///
 /// The match is exhaustive (`Error` is `#[non_exhaustive]` for other
 /// crates only): a new kind of error must be given its message here.
-fn fail<E>(e: Error<E>, name: &'static str) -> E {
+fn fail<Ret: ReturnKind, Rf: OnRefusal<Ret>>(
+    e: Error<Ret::Error>,
+    name: &'static str,
+) -> Ret::Error {
     match e.resume_panic() {
         Error::Failed(e) => e,
         Error::Aborted => aborted(name),
         Error::Panicked(_) => unreachable!("`resume_panic` resumes panics"),
-        // Only a `flight = ...` table can be bounded this way today (the
-        // macro's own options cannot ask for it yet): say so, naming the
-        // function, until the return type can carry a refusal.
-        refused @ (Error::Full { .. } | Error::Busy) => refused_call(name, &refused),
+        Error::Full { retry_after } => Rf::refused(Refused::Full { retry_after }, name),
+        Error::Busy => Rf::refused(Refused::Busy, name),
     }
-}
-
-/// The panic of a caller refused by its table's bounds: nothing ran.
-#[cold]
-#[inline(never)]
-fn refused_call<E>(name: &'static str, refused: &Error<E>) -> ! {
-    let why = match refused {
-        Error::Busy => "max_in_flight flights are running".to_string(),
-        Error::Full { retry_after } => {
-            format!("its table is full (Eviction::Never); retry after {retry_after:?}")
-        }
-        _ => unreachable!("only refusals get here"),
-    };
-    panic!("idem: a call of `#[idempotent]` fn `{name}` was refused and nothing ran: {why}")
 }
 
 /// The panic of a caller whose detached flight was dropped unfinished.

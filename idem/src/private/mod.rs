@@ -8,14 +8,20 @@
 //! `flight = ...` ([`fit`]). It hands the work to [`run`], or with
 //! `detached` to [`run_detached`].
 //!
-//! Two things are decided by the type checker rather than by the macro,
+//! Three things are decided by the type checker rather than by the macro,
 //! which only sees tokens:
 //!
 //! * the **return kind**: whether the function returns a `Result` (its
 //!   `Err`s are not stored) or any other value (stored as is); see
 //!   [`return_probe`];
 //! * the **key kind**: an owned, hashable key, a borrowed one, or one that
-//!   cannot be a key; see [`key_probe`].
+//!   cannot be a key; see [`key_probe`];
+//! * what a **refused** call returns, when the table can refuse calls
+//!   (`max_in_flight`, `eviction = "never"`): `Err(E::from(Refused::..))`
+//!   for a `Result<_, E>` with `E: From<Refused>`, a compile error at the
+//!   option for any other return type, and with `flight = ...`, whose
+//!   bounds the macro cannot see, a panic naming the function instead of
+//!   that error; see [`refusal_probe`].
 //!
 //! Each is a method call on a probe that resolves, by auto-ref
 //! specialisation ([`autoref`]), to one of several levels. The levels for
@@ -23,10 +29,10 @@
 //! not meet (one of the [`diagnostics`] traits): its
 //! `#[diagnostic::on_unimplemented]` message is the compile error the user
 //! sees, naming the type and saying how to fix it. They return a marker
-//! (`InvalidReturn`, `InvalidKey`) that the rest of the expansion accepts,
-//! so that the error is reported once, not again at each use. (A bound on
-//! a driver would be reported three times: at the argument, the call and
-//! the `.await`.)
+//! (`InvalidReturn`, `InvalidKey`, `RefusalsReported`) that the rest of the
+//! expansion accepts, so that the error is reported once, not again at each
+//! use. (A bound on a driver would be reported three times: at the
+//! argument, the call and the `.await`.)
 //!
 //! # The expansion
 //!
@@ -42,7 +48,7 @@
 //!
 //! ```ignore
 //! pub async fn place(order: Order) -> Result<Receipt, PayError> {
-//!     // The levels of the two probes, imported as `_`: no name in scope.
+//!     // The levels of the probes, imported as `_`: no name in scope.
 //!     use ::idem::__private::{key_probe::{Borrowed as _, ..}, return_probe::{..}, ..};
 //!
 //!     // The function's path, for messages, as a closure that captures
@@ -86,6 +92,12 @@
 //!         __idem_return_kind,
 //!         || ::idem::__private::Config::new(__idem_fn()).ttl(__idem_ttl()),
 //!     );
+//!     // This table cannot refuse calls: the marker that would panic on a
+//!     // refusal is never used. (With `max_in_flight = 8`, this is
+//!     // `(&&&RefusalProbe::of(__idem_return_kind)).__idem_refusals()`,
+//!     // spanned at the option, before the slot: `CarryRefusals`, or a
+//!     // compile error there.)
+//!     let __idem_refusals = ::idem::__private::refusal_probe::PanicOnRefusal;
 //!
 //!     // 4. The body, unchanged, as the work of the flight. The dead
 //!     //    `return` gives the async block the function's return type, so
@@ -95,6 +107,7 @@
 //!     ::idem::__private::run(
 //!         __idem_table,
 //!         __idem_return_kind,
+//!         __idem_refusals,
 //!         __idem_fn,
 //!         __idem_key,
 //!         move || async move {
@@ -113,18 +126,20 @@
 //! expansion's future is the size of a hand-written call's, plus the
 //! function's arguments); a panic of the flight resumes as a panic in
 //! each caller, and so does, with a message naming the function, a
-//! detached flight dropped unfinished. With `detached`, the driver is
+//! detached flight dropped unfinished. A refusal of the table's is returned
+//! or is a panic naming the function, as the refusal marker says. With `detached`, the driver is
 //! [`run_detached`] (`SingleFlight::run_detached`), located at the
 //! `detached` keyword so that a body that is not `Send` is reported there.
 //!
 //! With `flight = self.flight`, step 3 is instead
 //!
 //! ```ignore
+//! let __idem_refusals = (&&RefusalProbe::of(__idem_return_kind)).__idem_flight_refusals();
 //! let __idem_table = ::idem::__private::fit((self.flight).__idem_flight(), __idem_return_kind);
 //! let __idem_key = ::idem::__private::flight_key(__idem_table, <the key>);
 //! ```
 //!
-//! and there is no key probe: the method call [`AsFlight::__idem_flight`]
+//! and there is no key probe (and the refusal marker is never an error): the method call [`AsFlight::__idem_flight`]
 //! sees through `Arc` and other smart pointers; [`fit`] checks, once, that
 //! the flight's value and error types fit the return type, with the error
 //! at the flight expression; and [`flight_key`] types the key as the
@@ -137,8 +152,9 @@
 //!   [`own_table`];
 //! * [`user_flight`]: a `flight = ...` of the user's, checked against the
 //!   return type;
-//! * [`key_probe`], [`return_probe`]: the two classifications;
-//! * [`autoref`]: the `level!` macro both are written with;
+//! * [`key_probe`], [`return_probe`], [`refusal_probe`]: the three
+//!   classifications;
+//! * [`autoref`]: the `level!` macro they are written with;
 //! * [`diagnostics`]: the traits whose messages are the compile errors;
 //! * [`drivers`]: what the expansion awaits.
 
@@ -151,13 +167,15 @@ mod autoref;
 mod diagnostics;
 mod drivers;
 pub mod key_probe;
+pub mod refusal_probe;
 pub mod return_probe;
 mod slot;
 mod user_flight;
 
 pub use autoref::Fine;
 pub use diagnostics::{
-    DetachedWork, ErrorMustBeShareable, KeyMustBeHashable, KeyMustOwnItsData, ValueMustBeShareable,
+    DetachedWork, ErrorMustBeShareable, ErrorMustCarryRefusals, KeyMustBeHashable,
+    KeyMustOwnItsData, ReturnMustCarryRefusals, ValueMustBeShareable,
 };
 pub use drivers::{run, run_detached};
 pub use slot::{own_table, Config, Slot};

@@ -14,7 +14,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 
 use super::return_probe::ReturnKind;
-use crate::SingleFlight;
+use crate::{Eviction, SingleFlight};
 
 /// The table of an `#[idempotent]` function without `flight = ...`: the
 /// table of instantiation `M` in the function's `slot`, with the key type
@@ -44,6 +44,8 @@ pub struct Config {
     name: &'static str,
     ttl: Option<Duration>,
     max_entries: Option<usize>,
+    eviction: Eviction,
+    max_in_flight: Option<usize>,
 }
 
 impl Config {
@@ -54,6 +56,8 @@ impl Config {
             name,
             ttl: None,
             max_entries: None,
+            eviction: Eviction::Adaptive,
+            max_in_flight: None,
         }
     }
 
@@ -69,24 +73,40 @@ impl Config {
         self
     }
 
+    /// `eviction = "never"` (or `"adaptive"`, the default).
+    pub const fn eviction(mut self, eviction: Eviction) -> Self {
+        self.eviction = eviction;
+        self
+    }
+
+    /// `max_in_flight = ...`.
+    pub const fn max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.max_in_flight = Some(max_in_flight);
+        self
+    }
+
     fn build<K, V, E>(self) -> SingleFlight<K, V, E>
     where
         K: Hash + Eq + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
         E: Send + Sync + 'static,
     {
-        if self.ttl.is_none() && self.max_entries.is_none() {
+        if self.ttl.is_none() && self.max_entries.is_none() && self.max_in_flight.is_none() {
             return SingleFlight::new();
         }
-        let mut builder = SingleFlight::builder();
+        let mut builder = SingleFlight::builder().eviction(self.eviction);
         if let Some(ttl) = self.ttl {
             builder = builder.ttl(ttl);
         }
         if let Some(n) = self.max_entries {
             builder = builder.max_entries(n);
         }
+        if let Some(n) = self.max_in_flight {
+            builder = builder.max_in_flight(n);
+        }
         // Literal settings are checked at compile time; this is reached only
-        // by a `max_entries` expression that evaluates to 0.
+        // by a `max_entries` or `max_in_flight` expression that evaluates
+        // to 0.
         builder.build().unwrap_or_else(|e| {
             panic!(
                 "idem: #[idempotent] on `{}`: invalid settings: {e}",
@@ -268,6 +288,16 @@ mod tests {
                 .max_entries(10)
         });
         assert!(format!("{t:?}").contains("max_entries: Some(10)"));
+        let t = SLOT.table::<u8, u8, u8, Infallible>(|| {
+            Config::new("t")
+                .ttl(Duration::from_secs(60))
+                .max_entries(10)
+                .eviction(Eviction::Never)
+                .max_in_flight(3)
+        });
+        let debug = format!("{t:?}");
+        assert!(debug.contains("eviction: Never"), "{debug}");
+        assert!(debug.contains("max_in_flight: Some(3)"), "{debug}");
     }
 
     #[test]

@@ -1,0 +1,8 @@
+use idem::idempotent;
+
+#[idempotent(key = id, ttl = "1h", max_entries = 100, eviction = "lru")]
+async fn pay(id: u64) -> Result<u64, idem::Refused> {
+    Ok(id)
+}
+
+fn main() {}
