@@ -64,9 +64,9 @@ fn infallible<T>(r: Result<T, Infallible>) -> T {
     }
 }
 
-/// idem's [`SingleFlight::run`](idem::SingleFlight::run).
+/// idem's [`SingleFlight::run`](idem::SingleFlight::run), with hasher `S`.
 #[derive(Debug, Clone)]
-pub struct Idem(pub idem::SingleFlight<u64, Value>);
+pub struct Idem<S = idem::RandomState>(pub idem::SingleFlight<u64, Value, Infallible, S>);
 
 impl Idem {
     /// A table that stores results for `ttl`, unbounded, default shards.
@@ -94,9 +94,43 @@ impl Idem {
     pub fn coalesce_only() -> Self {
         Self(idem::SingleFlight::new())
     }
+
+    /// A table that keeps at most `max_entries` results for their whole
+    /// `ttl` and refuses new keys beyond (`Eviction::Never`).
+    pub fn never(ttl: Duration, max_entries: usize) -> Self {
+        Self(
+            idem::SingleFlight::builder()
+                .ttl(ttl)
+                .max_entries(max_entries)
+                .eviction(idem::Eviction::Never)
+                .build()
+                .expect("valid settings"),
+        )
+    }
 }
 
-impl Contender for Idem {
+impl<S: BuildHasher + Send + Sync + 'static> Idem<S> {
+    /// A table that stores results for `ttl`, unbounded, hashing with
+    /// `hasher`.
+    pub fn with_hasher(ttl: Duration, hasher: S) -> Self {
+        Self(
+            idem::SingleFlight::builder()
+                .ttl(ttl)
+                .hasher(hasher)
+                .build()
+                .expect("valid settings"),
+        )
+    }
+}
+
+/// What a refused call (`Eviction::Never`, full) answers in the workloads:
+/// a real service answers an error at about that cost.
+fn refused() -> Value {
+    static REFUSED: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    Value::clone(REFUSED.get_or_init(|| value(u64::MAX)))
+}
+
+impl<S: BuildHasher + Send + Sync + 'static> Contender for Idem<S> {
     async fn call<F, Fut>(&self, key: u64, work: F) -> Value
     where
         F: FnOnce() -> Fut + Send,
@@ -104,6 +138,7 @@ impl Contender for Idem {
     {
         match self.0.run(key, work).await {
             Ok(v) => v,
+            Err(idem::Error::Full { .. }) => refused(),
             Err(e) => panic!("idem: {e:?}"),
         }
     }

@@ -63,6 +63,12 @@ pub enum Error<E> {
     /// Refused, and nothing ran: [`Builder::max_in_flight`](crate::Builder::max_in_flight)
     /// flights are running already. Retry once one of them has ended.
     Busy,
+    /// The key is running or stored for a call with another
+    /// [`Fingerprint`](crate::Fingerprint): the same key was reused for a
+    /// different request. Nothing ran, and the other call's result is not
+    /// given out. Not retryable as is: the caller must use a new key, or
+    /// send the original request.
+    Mismatch,
 }
 
 impl<E> Error<E> {
@@ -102,6 +108,7 @@ impl<E: fmt::Debug> fmt::Debug for Error<E> {
                 .field("retry_after", retry_after)
                 .finish(),
             Error::Busy => f.write_str("Busy"),
+            Error::Mismatch => f.write_str("Mismatch"),
         }
     }
 }
@@ -123,6 +130,9 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             }
             Error::Busy => f.write_str(
                 "too many flights are running (max_in_flight): nothing ran; retry later",
+            ),
+            Error::Mismatch => f.write_str(
+                "the key was used for a different request (its fingerprint differs): nothing ran",
             ),
         }
     }

@@ -125,6 +125,7 @@
 mod builder;
 mod clock;
 mod error;
+mod fingerprint;
 mod flight;
 mod hash;
 mod stats;
@@ -140,6 +141,7 @@ pub use idem_macros::idempotent;
 
 pub use builder::{BuildError, Builder, Eviction, MAX_SHARDS};
 pub use error::{Error, Panicked, Refused};
+pub use fingerprint::Fingerprint;
 pub use hash::{DefaultHasher, RandomState};
 pub use stats::{Outcome, Stats};
 pub use table::SingleFlight;

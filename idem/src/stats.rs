@@ -22,6 +22,10 @@ pub enum Outcome {
     /// ([`Error::Full`](crate::Error::Full), [`Error::Busy`](crate::Error::Busy)),
     /// and nothing ran.
     Refused,
+    /// This call's [`Fingerprint`](crate::Fingerprint) differs from the one
+    /// its key is running or stored with ([`Error::Mismatch`](crate::Error::Mismatch)),
+    /// and nothing ran.
+    Mismatched,
 }
 
 /// A snapshot of a table's counters, from
@@ -75,6 +79,9 @@ pub struct Stats {
     pub evictions: u64,
     /// Calls refused by a bound (`Error::Full`, `Error::Busy`): nothing ran.
     pub refusals: u64,
+    /// Calls whose fingerprint differed from their key's flight or stored
+    /// result (`Error::Mismatch`): nothing ran.
+    pub mismatches: u64,
 }
 
 /// One shard's live counters, but for hits, which the shard keeps next to
@@ -89,6 +96,7 @@ pub(crate) struct Counters {
     pub(crate) expirations: AtomicU64,
     pub(crate) evictions: AtomicU64,
     pub(crate) refusals: AtomicU64,
+    pub(crate) mismatches: AtomicU64,
 }
 
 /// Adds one to a counter. Relaxed: counters order nothing.
@@ -107,5 +115,6 @@ impl Counters {
         s.expirations += self.expirations.load(Relaxed);
         s.evictions += self.evictions.load(Relaxed);
         s.refusals += self.refusals.load(Relaxed);
+        s.mismatches += self.mismatches.load(Relaxed);
     }
 }

@@ -152,6 +152,7 @@ fn fail<Ret: ReturnKind, Rf: OnRefusal<Ret>>(
         Error::Panicked(_) => unreachable!("`resume_panic` resumes panics"),
         Error::Full { retry_after } => Rf::refused(Refused::Full { retry_after }, name),
         Error::Busy => Rf::refused(Refused::Busy, name),
+        Error::Mismatch => unreachable!("the macro's calls carry no fingerprint yet"),
     }
 }
 

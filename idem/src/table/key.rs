@@ -15,6 +15,12 @@ pub(crate) trait KeyArg<K> {
     /// The key to look up.
     fn query(&self) -> &Self::Query;
 
+    /// The call's fingerprint; 0 for none.
+    #[inline]
+    fn fingerprint(&self) -> u64 {
+        0
+    }
+
     /// Makes the owned key ahead of a claim that may insert it, outside
     /// the shard's lock: `ToOwned` is user code, which must not run (or
     /// panic) under the lock.
@@ -78,5 +84,34 @@ where
     #[inline]
     fn take_owned(&mut self) -> K {
         self.owned.take().expect("prepared before the claim")
+    }
+}
+
+/// A key with the fingerprint of what its call asks for.
+#[derive(Debug)]
+pub(crate) struct Fingerprinted<A> {
+    pub(crate) key: A,
+    pub(crate) fingerprint: u64,
+}
+
+impl<K, A: KeyArg<K>> KeyArg<K> for Fingerprinted<A> {
+    type Query = A::Query;
+
+    #[inline]
+    fn query(&self) -> &A::Query {
+        self.key.query()
+    }
+
+    #[inline]
+    fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    fn prepare(&mut self) {
+        self.key.prepare();
+    }
+
+    fn take_owned(&mut self) -> K {
+        self.key.take_owned()
     }
 }

@@ -20,9 +20,9 @@ use crate::flight::{Driver, Flight, Waited, Waiter};
 use crate::stats::{bump, Stats};
 use crate::sync::{Arc, Mutex};
 use crate::work::{self, run_work};
-use crate::{Error, Outcome, RandomState};
+use crate::{fingerprint, Error, Fingerprint, Outcome, RandomState};
 
-use key::{ByRef, KeyArg};
+use key::{ByRef, Fingerprinted, KeyArg};
 pub(crate) use shard::Shard;
 use shard::{Claim, Deferred, Found, Limits, Refusal};
 
@@ -471,6 +471,67 @@ impl<K: Hash + Eq, V: Clone, E: Clone, S: BuildHasher> SingleFlight<K, V, E, S> 
         self.call(ByRef::new(key), f)
     }
 
+    /// Like [`run`](Self::run), for a call that carries the [`Fingerprint`]
+    /// of what it asks for (its payload): if its key is running or stored
+    /// for a call with another fingerprint, the call gets
+    /// [`Error::Mismatch`] and nothing runs, instead of the other call's
+    /// result. Calls without a fingerprint (`run`) are not checked, and a
+    /// flight started by one matches any call.
+    ///
+    /// # Errors
+    ///
+    /// As for [`run`](Self::run), and [`Error::Mismatch`] as above.
+    ///
+    /// # Panics
+    ///
+    /// As for [`run`](Self::run).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`run`](Self::run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use idem::{Error, Fingerprint, SingleFlight};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let payments: SingleFlight<u64, String> = SingleFlight::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// let charge = |cents: u64| move || async move { Ok(format!("charged {cents}")) };
+    /// let first = payments.run_with_fingerprint(7, Fingerprint::of(&1_250_u64), charge(1_250));
+    /// assert_eq!(first.await, Ok("charged 1250".to_string()));
+    /// // The same order id with another amount: a bug in the caller, caught.
+    /// let reused = payments.run_with_fingerprint(7, Fingerprint::of(&9_999_u64), charge(9_999));
+    /// assert_eq!(reused.await, Err(Error::Mismatch));
+    /// // The genuine retry gets the stored result.
+    /// let retry = payments.run_with_fingerprint(7, Fingerprint::of(&1_250_u64), charge(1_250));
+    /// assert_eq!(retry.await, Ok("charged 1250".to_string()));
+    /// # }
+    /// ```
+    pub fn run_with_fingerprint<F, Fut>(
+        &self,
+        key: K,
+        fingerprint: Fingerprint,
+        f: F,
+    ) -> impl Future<Output = Result<V, Error<E>>> + use<'_, K, V, E, S, F, Fut>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        let key = Fingerprinted {
+            key: Some(key),
+            fingerprint: fingerprint::raw(Some(fingerprint)),
+        };
+        ResultOnly {
+            call: self.call(key, f),
+        }
+    }
+
     /// The body of every `run` flavour that drives its work in the
     /// caller's future.
     async fn call<A, F, Fut>(&self, mut key: A, f: F) -> (Result<V, Error<E>>, Outcome)
@@ -483,9 +544,14 @@ impl<K: Hash + Eq, V: Clone, E: Clone, S: BuildHasher> SingleFlight<K, V, E, S> 
         let hash = self.hash(key.query());
         // A hit is answered right here in the first poll, before the slow
         // path's nested futures are entered.
-        let joined = match self.inner.shard(hash).lookup(hash, key.query()) {
+        let joined = match self
+            .inner
+            .shard(hash)
+            .lookup(hash, key.query(), key.fingerprint())
+        {
             Some(Found::Hit(v)) => return (Ok(v), Outcome::Cached),
             Some(Found::Join(flight)) => Some(flight),
+            Some(Found::Mismatch) => return (Err(Error::Mismatch), Outcome::Mismatched),
             None => None,
         };
         // Scoped so that the step's storage is not kept across the work's
@@ -827,24 +893,75 @@ where
     /// # Cancel safety
     ///
     /// As for [`run_detached`](Self::run_detached).
-    pub async fn run_detached_with_outcome<F, Fut>(
+    pub fn run_detached_with_outcome<F, Fut>(
         &self,
         key: K,
         f: F,
-    ) -> (Result<V, Error<E>>, Outcome)
+    ) -> impl Future<Output = (Result<V, Error<E>>, Outcome)> + use<'_, K, V, E, S, F, Fut>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
-        let hash = self.hash(&key);
+        self.detached(Some(key), f)
+    }
+
+    /// Like [`run_detached`](Self::run_detached), for a call that carries
+    /// the [`Fingerprint`] of what it asks for; see
+    /// [`run_with_fingerprint`](Self::run_with_fingerprint).
+    ///
+    /// # Errors
+    ///
+    /// As for [`run_detached`](Self::run_detached), and
+    /// [`Error::Mismatch`] as for
+    /// [`run_with_fingerprint`](Self::run_with_fingerprint).
+    ///
+    /// # Panics
+    ///
+    /// As for [`run_detached`](Self::run_detached).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`run_detached`](Self::run_detached).
+    pub fn run_detached_with_fingerprint<F, Fut>(
+        &self,
+        key: K,
+        fingerprint: Fingerprint,
+        f: F,
+    ) -> impl Future<Output = Result<V, Error<E>>> + use<'_, K, V, E, S, F, Fut>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        let key = Fingerprinted {
+            key: Some(key),
+            fingerprint: fingerprint::raw(Some(fingerprint)),
+        };
+        ResultOnly {
+            call: self.detached(key, f),
+        }
+    }
+
+    /// The body of every detached `run` flavour.
+    async fn detached<A, F, Fut>(&self, mut key: A, f: F) -> (Result<V, Error<E>>, Outcome)
+    where
+        A: KeyArg<K>,
+        K: Borrow<A::Query>,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        let hash = self.hash(key.query());
         // A hit needs no runtime: the check comes when there is a task to
         // spawn.
-        let joined = match self.inner.shard(hash).lookup(hash, &key) {
+        let joined = match self
+            .inner
+            .shard(hash)
+            .lookup(hash, key.query(), key.fingerprint())
+        {
             Some(Found::Hit(v)) => return (Ok(v), Outcome::Cached),
             Some(Found::Join(flight)) => Some(flight),
+            Some(Found::Mismatch) => return (Err(Error::Mismatch), Outcome::Mismatched),
             None => None,
         };
-        let mut key = Some(key);
         let (flight, expired) = match self.claim_or_wait(hash, &mut key, joined).await {
             Step::Done(r, outcome) => return (r, outcome),
             Step::Lead(flight, expired) => (flight, expired),
@@ -893,6 +1010,7 @@ fn step<K, V, E>(claim: Claim<K, V, E>) -> Result<Step<K, V, E>, Arc<Flight<V, E
         Claim::Lead(flight, expired) => Ok(Step::Lead(flight, expired)),
         Claim::Join(flight) => Err(flight),
         Claim::Refused(refusal) => Ok(Step::Refused(refusal)),
+        Claim::Mismatch => Ok(Step::Done(Err(Error::Mismatch), Outcome::Mismatched)),
     }
 }
 

@@ -24,6 +24,7 @@ use super::expiry::ExpiryQueue;
 use super::key::KeyArg;
 use super::policy::{Policy, Queue, Resident, Ticket};
 use crate::clock::Timestamp;
+use crate::fingerprint;
 use crate::flight::Flight;
 use crate::stats::{bump, Counters, Stats};
 use crate::sync::{Arc, AtomicUsize, RwLock};
@@ -34,6 +35,8 @@ pub(crate) enum Found<V, E> {
     Hit(V),
     /// A running flight to wait on.
     Join(Arc<Flight<V, E>>),
+    /// A running flight or fresh result with another fingerprint.
+    Mismatch,
 }
 
 /// What a caller found for its key, or made of it.
@@ -47,6 +50,8 @@ pub(crate) enum Claim<K, V, E> {
     Lead(Arc<Flight<V, E>>, Deferred<K, V, E>),
     /// Nothing, and the table's bounds allow no new flight.
     Refused(Refusal),
+    /// A running flight or fresh result with another fingerprint.
+    Mismatch,
 }
 
 /// What left the table under a shard's lock, held to be dropped by the
@@ -219,6 +224,8 @@ struct Map<K, V, E> {
 
 struct Entry<K, V, E> {
     hash: u64,
+    /// The fingerprint of the call that started the flight; 0 for none.
+    fingerprint: u64,
     key: K,
     slot: Slot<V, E>,
 }
@@ -268,6 +275,16 @@ impl<V: Clone> Stored<V> {
         self.touch();
         hits.fetch_add(1, Relaxed);
         value
+    }
+}
+
+impl<K, V, E> Entry<K, V, E> {
+    /// A running flight, or a stored result that has not expired.
+    fn is_live(&self) -> bool {
+        match &self.slot {
+            Slot::Flight(_) => true,
+            Slot::Stored(s) => s.fresh(),
+        }
     }
 }
 
@@ -381,22 +398,40 @@ impl<K, V, E> Shard<K, V, E> {
 impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
     /// Looks `key` up under the shared lock: a fresh stored result or a
     /// running flight; `None` when the key is vacant or expired.
+    ///
+    /// A call with fingerprint `fingerprint` (0 for none) is answered only
+    /// by an entry whose fingerprint matches (see
+    /// [`fingerprint::matches`]); otherwise it finds a mismatch.
     #[inline]
-    pub(crate) fn lookup<Q>(&self, hash: u64, key: &Q) -> Option<Found<V, E>>
+    pub(crate) fn lookup<Q>(&self, hash: u64, key: &Q, fingerprint: u64) -> Option<Found<V, E>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let map = self.map.read();
-        match map
-            .table
-            .find(hash, |e| e.key.borrow() == key)
-            .map(|e| &e.slot)
-        {
-            Some(Slot::Stored(s)) if s.fresh() => Some(Found::Hit(s.hit(&map.hits))),
-            Some(Slot::Flight(f)) => Some(Found::Join(Arc::clone(f))),
-            Some(Slot::Stored(_)) | None => None,
-        }
+        let e = map.table.find(hash, |e| e.key.borrow() == key)?;
+        let found = match &e.slot {
+            Slot::Stored(s) if s.fresh() => {
+                if !fingerprint::matches(e.fingerprint, fingerprint) {
+                    return Some(self.mismatch());
+                }
+                Found::Hit(s.hit(&map.hits))
+            }
+            Slot::Flight(f) => {
+                if !fingerprint::matches(e.fingerprint, fingerprint) {
+                    return Some(self.mismatch());
+                }
+                Found::Join(Arc::clone(f))
+            }
+            Slot::Stored(_) => return None,
+        };
+        Some(found)
+    }
+
+    #[cold]
+    fn mismatch(&self) -> Found<V, E> {
+        bump(&self.counters.mismatches);
+        Found::Mismatch
     }
 
     /// Looks `key` up and, when it is vacant (or its stored result expired),
@@ -406,9 +441,10 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         A: KeyArg<K>,
         K: Borrow<A::Query>,
     {
-        match self.lookup(hash, key.query()) {
+        match self.lookup(hash, key.query(), key.fingerprint()) {
             Some(Found::Hit(v)) => return Claim::Hit(v),
             Some(Found::Join(f)) => return Claim::Join(f),
+            Some(Found::Mismatch) => return Claim::Mismatch,
             None => {}
         }
         self.claim_exclusive(hash, key)
@@ -426,8 +462,16 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         let mut expired = None;
         let mut guard = self.map.write();
         let map = &mut *guard;
+        let fingerprint = key.fingerprint();
         let vacant = match map.table.entry(hash, |e| e.key.borrow() == k, |e| e.hash) {
             MapEntry::Occupied(o) => match &o.get().slot {
+                Slot::Flight(_) | Slot::Stored(_)
+                    if o.get().is_live()
+                        && !fingerprint::matches(o.get().fingerprint, fingerprint) =>
+                {
+                    self.mismatch();
+                    return Claim::Mismatch;
+                }
                 Slot::Flight(f) => return Claim::Join(Arc::clone(f)),
                 Slot::Stored(s) if s.fresh() => return Claim::Hit(s.hit(&map.hits)),
                 Slot::Stored(_) => {
@@ -453,6 +497,7 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         let flight = Arc::new(Flight::new());
         vacant.insert(Entry {
             hash,
+            fingerprint,
             key: key.take_owned(),
             slot: Slot::Flight(Arc::clone(&flight)),
         });
