@@ -35,6 +35,7 @@ pub struct Builder<K, V, E, S = RandomState> {
     max_in_flight: Option<usize>,
     shards: Option<usize>,
     sweep_interval: Option<Duration>,
+    name: Option<&'static str>,
     _types: PhantomData<Types<K, V, E>>,
 }
 
@@ -57,6 +58,7 @@ impl<K, V, E, S> fmt::Debug for Builder<K, V, E, S> {
             .field("max_in_flight", &self.max_in_flight)
             .field("shards", &self.shards)
             .field("sweep_interval", &self.sweep_interval)
+            .field("name", &self.name)
             .finish()
     }
 }
@@ -74,6 +76,8 @@ pub(crate) struct Settings {
     pub(crate) max_in_flight: Option<usize>,
     pub(crate) shards: usize,
     pub(crate) sweep_interval: Duration,
+    /// What tracing calls the table.
+    pub(crate) name: Option<&'static str>,
 }
 
 /// What a table bounded by [`Builder::max_entries`] does when it is full.
@@ -124,6 +128,7 @@ impl<K, V, E> Builder<K, V, E> {
             max_in_flight: None,
             shards: None,
             sweep_interval: None,
+            name: None,
             _types: PhantomData,
         }
     }
@@ -157,8 +162,24 @@ impl<K, V, E, S> Builder<K, V, E, S> {
             max_in_flight: self.max_in_flight,
             shards: self.shards,
             sweep_interval: self.sweep_interval,
+            name: self.name,
             _types: PhantomData,
         }
+    }
+
+    /// The table's name in its `tracing` spans and events (with the
+    /// `tracing` feature; `"unnamed"` by default). The tables of
+    /// [`#[idempotent]`](crate::idempotent) are named after their function.
+    ///
+    /// ```
+    /// let flight = idem::SingleFlight::<u64, u64>::builder()
+    ///     .name("payments")
+    ///     .build()?;
+    /// # Ok::<(), idem::BuildError>(())
+    /// ```
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
     }
 
     /// How long a successful result is replayed to later callers of its key.
@@ -314,6 +335,7 @@ impl<K, V, E, S> Builder<K, V, E, S> {
             max_in_flight: self.max_in_flight,
             shards,
             sweep_interval,
+            name: self.name,
         })
     }
 }

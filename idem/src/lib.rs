@@ -98,21 +98,32 @@
 //! }
 //! ```
 //!
+//! # Observability
+//!
+//! With the `tracing` feature (off by default), each execution of a work is
+//! an `idem.execution` span with the table's [name](Builder::name), a hash
+//! of the key (never the key: keys may hold personal data) and the outcome;
+//! takeovers, panics, refusals, fingerprint mismatches and evictions are
+//! events. Without the feature none of this is compiled; hits record
+//! nothing either way. [`SingleFlight::stats`] counts the same things.
+//!
 //! # Memory
 //!
 //! Running flights are removed when they end, whatever the ending. Stored
-//! results are bounded by [`Builder::max_entries`] (S3-FIFO eviction, per
-//! shard) and removed when they expire: a background sweeper task removes
-//! expired results every [`Builder::sweep_interval`] (by default the ttl,
-//! clamped to 1–60 s), even if their keys are never asked for again, and the
-//! shard's hash table shrinks once most of it is gone.
+//! results are bounded by [`Builder::max_entries`] (S3-FIFO eviction per
+//! shard, or a table-wide exact bound with [`Eviction::Never`]) and removed
+//! when they expire: a background sweeper task sleeps until the oldest
+//! result is due (and at least [`Builder::sweep_interval`]: by default the
+//! ttl, clamped to 1–60 s) and removes what expired in O(expired), even if
+//! the keys are never asked for again; the shard's hash table shrinks once
+//! most of it is gone.
 //!
-//! The sweeper runs on the tokio runtime of the call that stores a table's
-//! first result, only while the table stores something. Where it cannot run
-//! (no tokio runtime at that moment, a runtime built without the time driver,
-//! or a runtime that is never driven), expired results are still never
-//! returned, and are removed when their key is next called or when the
-//! policy evicts them; `max_entries` then bounds memory.
+//! The sweeper runs on the first tokio runtime with timers that stores a
+//! result in the table, only while the table stores something. Where it
+//! cannot run (no tokio runtime, a runtime built without the time driver, or
+//! a runtime that is never driven), expired results are still never
+//! returned, and are removed when their key is next called or when room is
+//! needed for a new result; `max_entries` then bounds memory.
 //!
 //! Under a paused test clock the sweeper's timer is one more timer: when the
 //! runtime is idle, tokio auto-advances the clock to it, so stored results
@@ -131,6 +142,7 @@ mod hash;
 mod stats;
 mod sync;
 mod table;
+mod trace;
 mod work;
 
 #[doc(hidden)]

@@ -34,6 +34,18 @@ impl<K, V, E, R: Borrow<Arc<Inner<K, V, E>>>> Driver<K, V, E, R> {
         }
     }
 
+    /// The table's settings (its name, for tracing).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn settings(&self) -> &crate::builder::Settings {
+        self.inner.borrow().settings()
+    }
+
+    /// The key's hash.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
+
     /// The flight's identity, for the re-entrancy check.
     pub(crate) fn flight_id(&self) -> usize {
         flight_id(

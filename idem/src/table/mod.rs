@@ -19,6 +19,7 @@ use crate::error::Panicked;
 use crate::flight::{Driver, Flight, Waited, Waiter};
 use crate::stats::{bump, Stats};
 use crate::sync::{Arc, Mutex};
+use crate::trace;
 use crate::work::{self, run_work};
 use crate::{fingerprint, Error, Fingerprint, Outcome, RandomState};
 
@@ -127,6 +128,7 @@ impl<K, V, E, S> fmt::Debug for SingleFlight<K, V, E, S> {
             .field("eviction", &s.eviction)
             .field("max_in_flight", &s.max_in_flight)
             .field("shards", &s.shards)
+            .field("name", &s.name)
             .finish_non_exhaustive()
     }
 }
@@ -551,7 +553,10 @@ impl<K: Hash + Eq, V: Clone, E: Clone, S: BuildHasher> SingleFlight<K, V, E, S> 
         {
             Some(Found::Hit(v)) => return (Ok(v), Outcome::Cached),
             Some(Found::Join(flight)) => Some(flight),
-            Some(Found::Mismatch) => return (Err(Error::Mismatch), Outcome::Mismatched),
+            Some(Found::Mismatch) => {
+                trace::mismatch(&self.inner.settings, hash);
+                return (Err(Error::Mismatch), Outcome::Mismatched);
+            }
             None => None,
         };
         // Scoped so that the step's storage is not kept across the work's
@@ -566,7 +571,8 @@ impl<K: Hash + Eq, V: Clone, E: Clone, S: BuildHasher> SingleFlight<K, V, E, S> 
             }
             Step::Refused(_) => unreachable!("`claim_or_wait` turns refusals into errors"),
         };
-        let r = run_work(driver.flight_id(), f).await;
+        let work = run_work(driver.flight_id(), f);
+        let r = trace::execution(&self.inner.settings, hash, work).await;
         (driver.finish(r), Outcome::Executed)
     }
 
@@ -606,6 +612,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone, S: BuildHasher> SingleFlight<K, V, E, S> 
                     return Step::Done(r, Outcome::Coalesced);
                 }
                 Waited::Lead(flight) => {
+                    trace::takeover(&self.inner.settings, hash);
                     bump(&shard.counters().takeovers);
                     bump(&shard.counters().executions);
                     return Step::Lead(flight, Deferred::none());
@@ -619,7 +626,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone, S: BuildHasher> SingleFlight<K, V, E, S> 
             drop(shard.remove_flight_if(hash, &gone, || true));
             drop(gone);
             flight = match step(shard.claim(hash, key)) {
-                Ok(step) => return self.refused(shard, step),
+                Ok(step) => return self.refused(shard, hash, step),
                 Err(flight) => flight,
             };
         }
@@ -641,17 +648,30 @@ impl<K: Hash + Eq, V: Clone, E: Clone, S: BuildHasher> SingleFlight<K, V, E, S> 
         match step(shard.claim_exclusive(hash, key)) {
             Ok(Step::Refused(Refusal::Full)) => {
                 self.inner.sweep();
-                step(shard.claim(hash, key)).map(|step| self.refused(shard, step))
+                step(shard.claim(hash, key)).map(|step| self.refused(shard, hash, step))
             }
-            other => other.map(|step| self.refused(shard, step)),
+            other => other.map(|step| self.refused(shard, hash, step)),
         }
     }
 
     /// A refusal as the error the caller gets; any other step unchanged.
-    fn refused(&self, shard: &Shard<K, V, E>, step: Step<K, V, E>) -> Step<K, V, E> {
-        let Step::Refused(refusal) = step else {
-            return step;
+    fn refused(&self, shard: &Shard<K, V, E>, hash: u64, step: Step<K, V, E>) -> Step<K, V, E> {
+        let refusal = match step {
+            Step::Refused(refusal) => refusal,
+            Step::Done(Err(Error::Mismatch), _) => {
+                trace::mismatch(&self.inner.settings, hash);
+                return step;
+            }
+            step => return step,
         };
+        trace::refused(
+            &self.inner.settings,
+            hash,
+            match refusal {
+                Refusal::Busy => "busy",
+                Refusal::Full => "full",
+            },
+        );
         bump(&shard.counters().refusals);
         let error = match refusal {
             Refusal::Busy => Error::Busy,
@@ -959,7 +979,10 @@ where
         {
             Some(Found::Hit(v)) => return (Ok(v), Outcome::Cached),
             Some(Found::Join(flight)) => Some(flight),
-            Some(Found::Mismatch) => return (Err(Error::Mismatch), Outcome::Mismatched),
+            Some(Found::Mismatch) => {
+                trace::mismatch(&self.inner.settings, hash);
+                return (Err(Error::Mismatch), Outcome::Mismatched);
+            }
             None => None,
         };
         let (flight, expired) = match self.claim_or_wait(hash, &mut key, joined).await {
@@ -983,7 +1006,8 @@ where
         let driver = Driver::new(Arc::clone(&self.inner), hash, flight);
         drop(expired);
         runtime.spawn(async move {
-            let r = run_work(driver.flight_id(), f).await;
+            let work = run_work(driver.flight_id(), f);
+            let r = trace::execution(driver.settings(), driver.hash(), work).await;
             // The waiters (if any are left) get the result through the flight.
             let _ = driver.finish(r);
         });
@@ -1035,6 +1059,11 @@ impl<F: Future<Output = (T, Outcome)>, T> Future for ResultOnly<F> {
 }
 
 impl<K, V, E> Inner<K, V, E> {
+    /// The table's settings.
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// Whether the table keeps successful results.
     pub(crate) fn stores(&self) -> bool {
         self.settings.ttl.is_some()
@@ -1054,6 +1083,7 @@ impl<K, V, E> Inner<K, V, E> {
                 Err(Error::Failed(e))
             }
             Err(p) => {
+                trace::panicked(&self.settings, hash, &p);
                 bump(&counters.panics);
                 Err(Error::Panicked(p))
             }
@@ -1072,6 +1102,9 @@ impl<K, V, E> Inner<K, V, E> {
     ) -> Deferred<K, V, E> {
         let store = value.zip(this.settings.ttl);
         let settled = this.shard(hash).settle(hash, flight, store);
+        if settled.evicted > 0 {
+            trace::evicted(&this.settings, settled.evicted);
+        }
         // Only a store can need a sweeper (a table that stores nothing, or
         // a failure, skips the table-wide flag).
         if settled.stored && (settled.first || !this.sweeping.load(Relaxed)) {

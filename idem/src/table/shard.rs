@@ -93,6 +93,8 @@ pub(crate) struct Settled<K, V, E> {
     /// ...and made the shard go from no stored result to one (the sweeper
     /// may have to be started).
     pub(crate) first: bool,
+    /// Fresh results evicted to make room.
+    pub(crate) evicted: u64,
     /// What left the table, to drop after the wake-up.
     pub(crate) deferred: Deferred<K, V, E>,
 }
@@ -102,6 +104,7 @@ impl<K, V, E> Default for Settled<K, V, E> {
         Self {
             stored: false,
             first: false,
+            evicted: 0,
             deferred: Deferred::none(),
         }
     }
@@ -588,6 +591,7 @@ impl<K, V, E> Shard<K, V, E> {
         value: Option<(V, Duration)>,
     ) -> Settled<K, V, E> {
         let mut evicted = Vec::new();
+        let mut evicted_fresh = 0;
         let mut guard = self.map.write();
         let map = &mut *guard;
         let Ok(entry) = map.table.find_entry(hash, |e| e.slot.is_flight(flight)) else {
@@ -626,6 +630,7 @@ impl<K, V, E> Shard<K, V, E> {
             self.left((room.evicted + room.expired) as usize, 0);
             if room.evicted > 0 {
                 self.counters.evictions.fetch_add(room.evicted, Relaxed);
+                evicted_fresh = room.evicted;
             }
             if room.expired > 0 {
                 self.counters.expirations.fetch_add(room.expired, Relaxed);
@@ -664,6 +669,7 @@ impl<K, V, E> Shard<K, V, E> {
         Settled {
             stored: true,
             first,
+            evicted: evicted_fresh,
             deferred: Deferred {
                 key: None,
                 entries: evicted,
