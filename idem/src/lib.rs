@@ -140,6 +140,7 @@ mod fingerprint;
 mod flight;
 mod hash;
 mod stats;
+pub mod store;
 mod sync;
 mod table;
 mod trace;

@@ -1,5 +1,7 @@
 //! Helpers shared by idem's integration tests.
 
+pub mod conformance;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
