@@ -61,7 +61,7 @@ use proc_macro::TokenStream;
 /// | `max_entries = N` | The most results kept (needs `ttl`); a literal, or a `usize` expression evaluated when the table is created (so it cannot use `self` or the arguments). |
 /// | `eviction = "never"` | What the table does when it holds `max_entries` results (needs `max_entries`). `"adaptive"`, the default: a cache, which drops a result to make room, possibly well before its ttl. `"never"`: retry protection; a result is kept for its whole ttl, and a call for a new key is **refused** (see *Refusals*). |
 /// | `max_in_flight = N` | The most executions running at once; a call that would start another is **refused** (see *Refusals*), while calls that join a running execution or get a stored result are served. A literal, or a `usize` expression evaluated when the table is created. |
-/// | `flight = <expr>` | A [`SingleFlight`] of yours to run in (e.g. `self.flight`), instead of the function's own table. Its key type must be the key's, its types the return type's, and its own settings apply, so `ttl`, `max_entries`, `eviction` and `max_in_flight` cannot be given with it. |
+/// | `flight = <expr>` | A [`SingleFlight`] of yours to run in (e.g. `self.flight`), with any hasher, instead of the function's own table. Its key type must be the key's, its types the return type's, and its own settings apply, so `ttl`, `max_entries`, `eviction` and `max_in_flight` cannot be given with it. |
 /// | `detached` | The body runs on its own tokio task and finishes (and its result is stored) even if every caller goes away; see [`SingleFlight::run_detached`]. The body must then be `Send + 'static`: it cannot use `self` or borrowed arguments. |
 ///
 /// # Tables
