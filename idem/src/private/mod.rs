@@ -166,6 +166,7 @@
 mod autoref;
 mod diagnostics;
 mod drivers;
+pub mod fingerprint_probe;
 pub mod key_probe;
 pub mod refusal_probe;
 pub mod return_probe;
@@ -174,9 +175,10 @@ mod user_flight;
 
 pub use autoref::Fine;
 pub use diagnostics::{
-    DetachedWork, ErrorMustBeShareable, ErrorMustCarryRefusals, KeyMustBeHashable,
-    KeyMustOwnItsData, ReturnMustCarryRefusals, ValueMustBeShareable,
+    DetachedWork, ErrorMustBeShareable, ErrorMustCarryMismatch, ErrorMustCarryRefusals,
+    FingerprintMustBeHashable, KeyMustBeHashable, KeyMustOwnItsData, ReturnMustCarryMismatch,
+    ReturnMustCarryRefusals, ValueMustBeShareable,
 };
-pub use drivers::{run, run_detached};
+pub use drivers::{run, run_detached, run_detached_with_fingerprint, run_with_fingerprint};
 pub use slot::{own_table, Config, Slot};
 pub use user_flight::{fit, flight_key, AsFlight, FitsFlight};
