@@ -67,7 +67,8 @@ pub enum Error<E> {
     /// [`Fingerprint`](crate::Fingerprint): the same key was reused for a
     /// different request. Nothing ran, and the other call's result is not
     /// given out. Not retryable as is: the caller must use a new key, or
-    /// send the original request.
+    /// send the original request. An `#[idempotent]` fn with a
+    /// `fingerprint` returns it as `Err(E::from(`[`Mismatch`]`))`.
     Mismatch,
 }
 
