@@ -1,5 +1,5 @@
-//! Parsing the attribute's options: `key = <expr>`, `ttl = "30s" | <expr>`,
-//! `max_entries = <expr>`, `eviction = "never" | "adaptive"`,
+//! Parsing the attribute's options: `key = <expr>`, `fingerprint = <expr>`,
+//! `ttl = "30s" | <expr>`, `max_entries = <expr>`, `eviction = "never" | "adaptive"`,
 //! `max_in_flight = <expr>`, `flight = <expr>`, `detached`.
 
 use proc_macro2::{Span, TokenStream};
@@ -12,6 +12,7 @@ use crate::duration;
 
 mod kw {
     syn::custom_keyword!(key);
+    syn::custom_keyword!(fingerprint);
     syn::custom_keyword!(ttl);
     syn::custom_keyword!(max_entries);
     syn::custom_keyword!(eviction);
@@ -22,13 +23,17 @@ mod kw {
 
 /// What every error about the options ends with.
 pub(crate) const ACCEPTED: &str = "accepted options: `key = <expr>` (required), \
-`ttl = \"30s\"` or `ttl = <Duration>`, `max_entries = <usize>`, `eviction = \"never\"` or \
-`eviction = \"adaptive\"`, `max_in_flight = <usize>`, `flight = <SingleFlight>`, `detached`";
+`fingerprint = <expr>`, `ttl = \"30s\"` or `ttl = <Duration>`, `max_entries = <usize>`, \
+`eviction = \"never\"` or `eviction = \"adaptive\"`, `max_in_flight = <usize>`, \
+`flight = <SingleFlight>`, `detached`";
 
 /// The options, parsed and checked against each other.
 pub(crate) struct Args {
     /// The key expression; `None` only while parsing.
     pub(crate) key: Option<Expr>,
+    /// `fingerprint = <expr>`: what the call asks for, checked against the
+    /// execution or stored result its key finds.
+    pub(crate) fingerprint: Option<Opt<Expr>>,
     pub(crate) ttl: Option<Opt<Ttl>>,
     pub(crate) max_entries: Option<Opt<MaxEntries>>,
     pub(crate) eviction: Option<Opt<Eviction>>,
@@ -69,6 +74,7 @@ impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut args = Args {
             key: None,
+            fingerprint: None,
             ttl: None,
             max_entries: None,
             eviction: None,
@@ -89,6 +95,11 @@ impl Parse for Args {
                 }
                 key_name = Some(name.span);
                 args.key = Some(value);
+            } else if lookahead.peek(kw::fingerprint) {
+                let name = input.parse::<kw::fingerprint>()?.span;
+                let value = value(input, "fingerprint", "(order.amount, &order.currency)")?;
+                let opt = Opt { name, value };
+                set(&mut args.fingerprint, opt, "fingerprint", &mut errors);
             } else if lookahead.peek(kw::ttl) {
                 let name = input.parse::<kw::ttl>()?.span;
                 let value = value(input, "ttl", "\"30s\"")?;

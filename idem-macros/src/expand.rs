@@ -321,6 +321,81 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
         .collect()
 }
 
+/// The code of `fingerprint = <expr>`.
+struct Fingerprint {
+    /// `let __idem_fingerprint = ...;`: the expression's value, hashed
+    /// once, before the key (which may consume an argument the
+    /// fingerprint borrows), and checked to be `Hash` at the expression.
+    eval: TokenStream,
+    /// `let __idem_mismatch = ...;`: what a mismatched call returns,
+    /// checked to be possible at the option (after the return kind).
+    classify_mismatch: TokenStream,
+    /// The fingerprint.
+    var: Ident,
+    /// The mismatch marker.
+    mismatch_var: Ident,
+}
+
+impl Fingerprint {
+    fn new(name: Span, value: &Expr, return_kind: &Ident) -> Self {
+        let (first, last) = bounds(value);
+        let var = local("__idem_fingerprint", first);
+        let value_ref = local("__idem_fingerprint_ref", first);
+        let kind = local("__idem_fingerprint_kind", first);
+        let classify = spanned_call(
+            quote_spanned!(first=> &&::idem::__private::fingerprint_probe::FingerprintProbe::of(#value_ref)),
+            "__idem_fingerprint_kind",
+            TokenStream::new(),
+            (first, last),
+        );
+        let value = borrowed(value);
+        let eval = quote! {
+            let #var = {
+                let #value_ref = &(#value);
+                let #kind = #classify;
+                ::idem::__private::fingerprint_probe::fingerprint(#kind, #value_ref)
+            };
+        };
+        let mismatch_var = local("__idem_mismatch", name);
+        let dispatch = spanned_call(
+            quote_spanned!(name=> &&&::idem::__private::fingerprint_probe::MismatchProbe::of(#return_kind)),
+            "__idem_mismatch",
+            TokenStream::new(),
+            (name, last),
+        );
+        Self {
+            eval,
+            classify_mismatch: quote!(let #mismatch_var = #dispatch;),
+            var,
+            mismatch_var,
+        }
+    }
+}
+
+/// A fingerprint expression that moves nothing out of the arguments: its
+/// value is only hashed, and `&T` hashes as `T` does, so each place in a
+/// tuple (`(order.amount, order.currency)`, nested tuples included) is
+/// borrowed. The whole expression is borrowed by the expansion; anything
+/// else is as written.
+fn borrowed(e: &Expr) -> Expr {
+    match e {
+        Expr::Tuple(t) => {
+            let mut t = t.clone();
+            for elem in &mut t.elems {
+                *elem = if is_place(elem) {
+                    let (first, _) = bounds(elem);
+                    Expr::Verbatim(quote_spanned!(first=> &(#elem)))
+                } else {
+                    borrowed(elem)
+                };
+            }
+            Expr::Tuple(t)
+        }
+        Expr::Paren(p) => borrowed(&p.expr),
+        e => e.clone(),
+    }
+}
+
 /// `let var: fn() -> ty = || -> ty { value };`: a setting (`ttl`,
 /// `max_entries`, `max_in_flight`) as a function that captures nothing, evaluated once, when
 /// the table is created. A value that uses `self` or an argument would be
@@ -443,6 +518,14 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         );
         quote!(let #return_kind = #dispatch;)
     };
+    let fingerprint = args
+        .fingerprint
+        .as_ref()
+        .map(|opt| Fingerprint::new(opt.name, &opt.value, &return_kind));
+    let (eval_fingerprint, classify_mismatch) = fingerprint
+        .as_ref()
+        .map(|fp| (fp.eval.clone(), fp.classify_mismatch.clone()))
+        .unwrap_or_default();
 
     // Either way, the table is found first, and the key made its key.
     let (find_table, table_var, refusals) = if let Some(flight) = &args.flight {
@@ -476,8 +559,10 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
                 .__idem_flight_refusals();
         };
         let find_table = quote! {
+            #eval_fingerprint
             #classify_return
             #classify_refusals
+            #classify_mismatch
             let #table_var = #fit;
             let #key_var = ::idem::__private::flight_key(#table_var, #key_value);
         };
@@ -605,9 +690,11 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         // `__IDEM_SLOT` is theirs. One `static` per function still. The
         // table's key type is inferred from the key passed with it below.
         let find_table = quote! {
+            #eval_fingerprint
             #eval_key
             #classify_return
             #classify_refusals
+            #classify_mismatch
             let #slot_var: &'static ::idem::__private::Slot = {
                 static #slot: ::idem::__private::Slot = ::idem::__private::Slot::new();
                 &#slot
@@ -623,16 +710,42 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         };
         (find_table, table_var, refusals)
     };
-    let driver = if args.detached.is_some() {
-        quote!(run_detached)
-    } else {
-        quote!(run)
+    let call = match &fingerprint {
+        None => driver_call(
+            if args.detached.is_some() {
+                quote!(run_detached)
+            } else {
+                quote!(run)
+            },
+            quote!(#table_var, #return_kind, #refusals, #name_var, #key_var, #work),
+            work_span,
+        ),
+        Some(Fingerprint {
+            var, mismatch_var, ..
+        }) => driver_call(
+            if args.detached.is_some() {
+                quote!(run_detached_with_fingerprint)
+            } else {
+                quote!(run_with_fingerprint)
+            },
+            quote!(
+                #table_var, #return_kind, #refusals, #mismatch_var, #name_var, #key_var, #var,
+                #work
+            ),
+            work_span,
+        ),
     };
-    let call = driver_call(
-        driver,
-        quote!(#table_var, #return_kind, #refusals, #name_var, #key_var, #work),
-        work_span,
-    );
+    let imports = match &fingerprint {
+        None => imports,
+        Some(_) => quote! {
+            #imports
+            #[allow(unused_imports)]
+            use ::idem::__private::fingerprint_probe::{
+                FingerprintHashable as _, FingerprintNotHashable as _, MismatchCarried as _,
+                MismatchErrorCannotCarry as _, MismatchValueCannotCarry as _,
+            };
+        },
+    };
     let body = quote!(#name_let #find_table #call);
 
     // syn puts a body's inner attributes (`#![allow(..)]`) with the outer
@@ -724,6 +837,35 @@ mod tests {
             "async fn f(&self, id: u64) -> Result<u64, E> { Ok(id) }",
         );
         assert!(out.contains(". __idem_flight_refusals ()"), "{out}");
+    }
+
+    #[test]
+    fn a_fingerprint_is_hashed_first_and_its_mismatch_checked_at_the_option() {
+        let f = "async fn pay(order: Order) -> Result<u64, E> { Ok(order.cents) }";
+        let out = expand_str(
+            "key = order.id, fingerprint = (order.cents, order.currency), detached",
+            f,
+        );
+        for part in [
+            "FingerprintProbe :: of (__idem_fingerprint_ref)) . __idem_fingerprint_kind ()",
+            "MismatchProbe :: of (__idem_return_kind)) . __idem_mismatch ()",
+            ":: idem :: __private :: run_detached_with_fingerprint (",
+            // The tuple's places are borrowed: hashed, never moved.
+            "& ((& (order . cents) , & (order . currency)))",
+        ] {
+            assert!(out.contains(part), "missing `{part}` in {out}");
+        }
+        let first = |part: &str| out.find(part).unwrap_or_else(|| panic!("{part}: {out}"));
+        assert!(first("let __idem_fingerprint =") < first("let (__idem_kind"));
+        let out = expand_str("key = id, fingerprint = id, flight = self.flight", f);
+        assert!(
+            out.contains(":: idem :: __private :: run_with_fingerprint ("),
+            "{out}"
+        );
+        // Without the option, nothing of it: the expansion is as before.
+        let out = expand_str("key = order.id, ttl = \"1h\"", f);
+        assert!(!out.to_lowercase().contains("fingerprint"), "{out}");
+        assert!(!out.contains("mismatch"), "{out}");
     }
 
     #[test]

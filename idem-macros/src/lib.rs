@@ -57,11 +57,12 @@ use proc_macro::TokenStream;
 /// | option | meaning |
 /// |---|---|
 /// | `key = <expr>` | **Required.** What makes two calls the same: any expression over the arguments (`order.id`, `(user, day)`, `req.idempotency_key.clone()`, `format!("{a}/{b}")`). Evaluated once, before the body; the body can still use what it names. Its value must own its data (no reference, not even a `&'static str`: use a `String` or an enum) and be `Hash + Eq + Clone + Send + Sync + 'static`. |
+/// | `fingerprint = <expr>` | What the call asks for (its payload), checked against the execution or stored result its key finds: any expression over the arguments, such as `(order.amount, &order.currency)`. Evaluated once, before the body and the key, and only hashed ([`Fingerprint::of`]), so it may borrow the arguments and need not be `'static` or `Clone`, only `Hash`; the places in a tuple (`(order.amount, order.currency)`) are borrowed, not moved. A call whose key is running or stored with another fingerprint does not run the body and returns `Err(E::from(`[`Mismatch`]`))` (see *Fingerprints*). |
 /// | `ttl = "30s"` | How long a success is replayed: `"500ms"`, `"30s"`, `"5m"`, `"1h30m"`, `"2d"` (units `ns`, `us`, `ms`, `s`, `m`, `h`, `d`), checked at compile time; or any `Duration` expression, evaluated once, when the table is created (so it cannot use `self` or the arguments). Without it, concurrent calls are coalesced and nothing is kept afterwards. |
 /// | `max_entries = N` | The most results kept (needs `ttl`); a literal, or a `usize` expression evaluated when the table is created (so it cannot use `self` or the arguments). |
 /// | `eviction = "never"` | What the table does when it holds `max_entries` results (needs `max_entries`). `"adaptive"`, the default: a cache, which drops a result to make room, possibly well before its ttl. `"never"`: retry protection; a result is kept for its whole ttl, and a call for a new key is **refused** (see *Refusals*). |
 /// | `max_in_flight = N` | The most executions running at once; a call that would start another is **refused** (see *Refusals*), while calls that join a running execution or get a stored result are served. A literal, or a `usize` expression evaluated when the table is created. |
-/// | `flight = <expr>` | A [`SingleFlight`] of yours to run in (e.g. `self.flight`), instead of the function's own table. Its key type must be the key's, its types the return type's, and its own settings apply, so `ttl`, `max_entries`, `eviction` and `max_in_flight` cannot be given with it. |
+/// | `flight = <expr>` | A [`SingleFlight`] of yours to run in (e.g. `self.flight`), with any hasher, instead of the function's own table. Its key type must be the key's, its types the return type's, and its own settings apply, so `ttl`, `max_entries`, `eviction` and `max_in_flight` cannot be given with it. |
 /// | `detached` | The body runs on its own tokio task and finishes (and its result is stored) even if every caller goes away; see [`SingleFlight::run_detached`]. The body must then be `Send + 'static`: it cannot use `self` or borrowed arguments. |
 ///
 /// # Tables
@@ -136,6 +137,45 @@ use proc_macro::TokenStream;
 /// an `Err` as above if the error type implements `From<idem::Refused>`, and
 /// otherwise a panic naming the function.
 ///
+/// # Fingerprints
+///
+/// A key says which calls are the same; it does not say that they ask for
+/// the same thing. With `key = order.id` alone, a second call with the same
+/// id and another amount gets the first call's result. With a
+/// `fingerprint`, it gets `Err(E::from(`[`Mismatch`]`))` instead, at once,
+/// whether the first call is still running or its result is stored, and
+/// the body does not run. The function must therefore return
+/// `Result<T, E>` with `E: From<idem::Mismatch>` (`Mismatch` itself will
+/// do), with its own table or a `flight` alike; any other return type is a
+/// compile error at the option, which says so. A value that is not `Hash`
+/// is a compile error at the expression. Without the option, nothing is
+/// checked, and nothing is added to the expansion.
+///
+/// ```
+/// use idem::{idempotent, Mismatch};
+///
+/// #[derive(Debug, Clone, PartialEq)]
+/// enum PayError {
+///     KeyReused,
+/// }
+///
+/// impl From<Mismatch> for PayError {
+///     fn from(_: Mismatch) -> Self {
+///         PayError::KeyReused
+///     }
+/// }
+///
+/// #[idempotent(key = id, fingerprint = (cents, &currency), ttl = "1h")]
+/// async fn pay(id: u64, cents: u64, currency: String) -> Result<String, PayError> {
+///     Ok(format!("charged {cents} {currency}"))
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(pay(7, 1_250, "EUR".into()).await, Ok("charged 1250 EUR".to_string()));
+/// assert_eq!(pay(7, 9_999, "EUR".into()).await, Err(PayError::KeyReused));
+/// # }
+/// ```
+///
 /// # Panics
 ///
 /// A panic in the body is a panic, with the original message, for every
@@ -157,8 +197,10 @@ use proc_macro::TokenStream;
 /// and `const` functions, borrowed or `impl Trait` return types, borrowed
 /// keys (`&'static str` included), settings (`ttl`, `max_entries`,
 /// `max_in_flight`) that use `self` or an argument, a return type that
-/// cannot carry refusals (see *Refusals*), and unknown, repeated or
-/// malformed options are compile errors that point at the token at fault.
+/// cannot carry refusals (see *Refusals*) or mismatches (see
+/// *Fingerprints*), a `fingerprint` that is not `Hash`, and unknown,
+/// repeated or malformed options are compile errors that point at the token
+/// at fault.
 /// (Unknown, repeated and malformed options list the accepted ones; a value
 /// an option cannot take, `ttl = 30`, `max_entries = 0`, `eviction = "lru"`,
 /// says what to write instead; so do `max_entries` without `ttl` and
@@ -214,6 +256,8 @@ use proc_macro::TokenStream;
 ///
 /// [`SingleFlight`]: https://docs.rs/idem/latest/idem/struct.SingleFlight.html
 /// [`Refused`]: https://docs.rs/idem/latest/idem/enum.Refused.html
+/// [`Mismatch`]: https://docs.rs/idem/latest/idem/struct.Mismatch.html
+/// [`Fingerprint::of`]: https://docs.rs/idem/latest/idem/struct.Fingerprint.html#method.of
 /// [`SingleFlight::run_detached`]: https://docs.rs/idem/latest/idem/struct.SingleFlight.html#method.run_detached
 #[proc_macro_attribute]
 pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {

@@ -67,7 +67,8 @@ pub enum Error<E> {
     /// [`Fingerprint`](crate::Fingerprint): the same key was reused for a
     /// different request. Nothing ran, and the other call's result is not
     /// given out. Not retryable as is: the caller must use a new key, or
-    /// send the original request.
+    /// send the original request. An `#[idempotent]` fn with a
+    /// `fingerprint` returns it as `Err(E::from(`[`Mismatch`]`))`.
     Mismatch,
 }
 
@@ -296,3 +297,64 @@ impl fmt::Display for Refused {
 }
 
 impl std::error::Error for Refused {}
+
+/// What an [`#[idempotent]`](crate::idempotent) fn with a `fingerprint`
+/// returns, as `Err(E::from(Mismatch))`, when its key is running or stored
+/// for a call with another fingerprint: the same key reused for a different
+/// request (an order id sent again with another amount). Its body does not
+/// run, and the other call's result is not given out.
+///
+/// This is the table's [`Error::Mismatch`] as the function returns it, so
+/// the function's error type must be convertible from it
+/// (`E: From<Mismatch>`; `Mismatch` itself will do). Not retryable as is:
+/// the caller must use a new key, or send the original request again.
+///
+/// ```
+/// use idem::{idempotent, Mismatch};
+///
+/// #[derive(Debug, Clone, PartialEq)]
+/// enum PayError {
+///     KeyReused(Mismatch),
+/// }
+///
+/// impl From<Mismatch> for PayError {
+///     fn from(m: Mismatch) -> Self {
+///         PayError::KeyReused(m)
+///     }
+/// }
+///
+/// #[derive(Clone)]
+/// struct Order {
+///     id: u64,
+///     cents: u64,
+///     currency: String,
+/// }
+///
+/// #[idempotent(key = order.id, fingerprint = (order.cents, &order.currency), ttl = "1h")]
+/// async fn pay(order: Order) -> Result<String, PayError> {
+///     Ok(format!("charged {} {}", order.cents, order.currency))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let order = Order { id: 7, cents: 1_250, currency: "EUR".into() };
+/// assert_eq!(pay(order.clone()).await, Ok("charged 1250 EUR".to_string()));
+/// // The same order id with another amount: caught, and nothing is charged.
+/// let reused = Order { cents: 9_999, ..order.clone() };
+/// assert_eq!(pay(reused).await, Err(PayError::KeyReused(Mismatch)));
+/// // The genuine retry gets the stored receipt.
+/// assert_eq!(pay(order).await, Ok("charged 1250 EUR".to_string()));
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Mismatch;
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the key was used for a different request (its fingerprint differs): nothing ran",
+        )
+    }
+}
+
+impl std::error::Error for Mismatch {}

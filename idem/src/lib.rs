@@ -153,7 +153,7 @@ pub mod __private;
 pub use idem_macros::idempotent;
 
 pub use builder::{BuildError, Builder, Eviction, MAX_SHARDS};
-pub use error::{Error, Panicked, Refused};
+pub use error::{Error, Mismatch, Panicked, Refused};
 pub use fingerprint::Fingerprint;
 pub use hash::{DefaultHasher, RandomState};
 pub use stats::{Outcome, Stats};

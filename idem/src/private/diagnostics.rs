@@ -6,7 +6,8 @@
 //! never reaches their check (`Arc`, `String`), which rustc then shows as a
 //! hint. They are required by the levels of the probes that reject a type
 //! ([`return_probe`](super::return_probe), [`key_probe`](super::key_probe),
-//! [`refusal_probe`](super::refusal_probe)),
+//! [`refusal_probe`](super::refusal_probe),
+//! [`fingerprint_probe`](super::fingerprint_probe)),
 //! so each error is reported once, where the type is classified. The other
 //! message of this kind, [`FitsFlight`](super::FitsFlight)'s, is with the
 //! impls that decide which flights fit.
@@ -97,3 +98,40 @@ impl ErrorMustCarryRefusals for crate::Refused {}
 )]
 pub trait ReturnMustCarryRefusals {}
 impl<T> ReturnMustCarryRefusals for Result<T, crate::Refused> {}
+
+/// The bound that fails, with this message, when the value of a
+/// `fingerprint = <expr>` is not `Hash`. Implemented only for a type that
+/// never reaches this check.
+#[diagnostic::on_unimplemented(
+    message = "the `fingerprint` of an `#[idempotent]` fn must be `Hash`, but `{Self}` is not",
+    label = "fingerprint of type `{Self}`",
+    note = "the fingerprint is hashed once, before the body, and compared with the fingerprint of the execution or stored result that the call's key finds",
+    note = "derive `Hash` for the types in it, or fingerprint only parts that are `Hash` (floats are not: use their `to_bits()`)"
+)]
+pub trait FingerprintMustBeHashable {}
+impl FingerprintMustBeHashable for String {}
+
+/// The bound that fails, with this message, when the error type of a
+/// function with a `fingerprint` cannot carry a mismatch. Implemented only
+/// for `Mismatch`, which never reaches this check (its impl is there as a
+/// hint in the error).
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` of this `#[idempotent]` fn must implement `From<idem::Mismatch>`: it has a `fingerprint`",
+    label = "a call whose key was used with another fingerprint returns `Err(E::from(idem::Mismatch))`",
+    note = "with a `fingerprint`, a call whose key is running or stored for another fingerprint gets a mismatch, and the body does not run",
+    note = "implement `From<idem::Mismatch>` for `{Self}` (a variant for a reused key, say), or remove `fingerprint`"
+)]
+pub trait ErrorMustCarryMismatch {}
+impl ErrorMustCarryMismatch for crate::Mismatch {}
+
+/// The bound that fails, with this message, when a function with a
+/// `fingerprint` does not return a `Result`. Implemented only for a type
+/// that never reaches this check.
+#[diagnostic::on_unimplemented(
+    message = "this `#[idempotent]` fn returns `{Self}`, but it has a `fingerprint`: a mismatch needs a `Result<_, E>` return with `E: From<idem::Mismatch>`",
+    label = "a call whose key was used with another fingerprint returns `Err(E::from(idem::Mismatch))`",
+    note = "with a `fingerprint`, a call whose key is running or stored for another fingerprint gets a mismatch, and the body does not run",
+    note = "return `Result<{Self}, E>` with an error type `E` that implements `From<idem::Mismatch>` (`idem::Mismatch` itself does), or remove `fingerprint`"
+)]
+pub trait ReturnMustCarryMismatch {}
+impl<T> ReturnMustCarryMismatch for Result<T, crate::Mismatch> {}

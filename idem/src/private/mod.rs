@@ -6,9 +6,10 @@
 //! table: the function's own ([`own_table`], kept in a [`Slot`], a hidden
 //! `static` inside the function), or one the caller passes with
 //! `flight = ...` ([`fit`]). It hands the work to [`run`], or with
-//! `detached` to [`run_detached`].
+//! `detached` to [`run_detached`] (with `fingerprint = ...`, to
+//! [`run_with_fingerprint`] and [`run_detached_with_fingerprint`]).
 //!
-//! Three things are decided by the type checker rather than by the macro,
+//! Four things are decided by the type checker rather than by the macro,
 //! which only sees tokens:
 //!
 //! * the **return kind**: whether the function returns a `Result` (its
@@ -21,7 +22,11 @@
 //!   for a `Result<_, E>` with `E: From<Refused>`, a compile error at the
 //!   option for any other return type, and with `flight = ...`, whose
 //!   bounds the macro cannot see, a panic naming the function instead of
-//!   that error; see [`refusal_probe`].
+//!   that error; see [`refusal_probe`];
+//! * with `fingerprint = ...`, whether its value is `Hash`, and whether the
+//!   return type can carry a mismatch, `Err(E::from(Mismatch))` (a compile
+//!   error at the expression, or at the option, otherwise, with a flight
+//!   too); see [`fingerprint_probe`].
 //!
 //! Each is a method call on a probe that resolves, by auto-ref
 //! specialisation ([`autoref`]), to one of several levels. The levels for
@@ -29,9 +34,9 @@
 //! not meet (one of the [`diagnostics`] traits): its
 //! `#[diagnostic::on_unimplemented]` message is the compile error the user
 //! sees, naming the type and saying how to fix it. They return a marker
-//! (`InvalidReturn`, `InvalidKey`, `RefusalsReported`) that the rest of the
-//! expansion accepts, so that the error is reported once, not again at each
-//! use. (A bound on a driver would be reported three times: at the
+//! (`InvalidReturn`, `InvalidKey`, `RefusalsReported`, `InvalidFingerprint`,
+//! `MismatchReported`) that the rest of the expansion accepts, so that the
+//! error is reported once, not again at each use. (A bound on a driver would be reported three times: at the
 //! argument, the call and the `.await`.)
 //!
 //! # The expansion
@@ -146,14 +151,38 @@
 //! flight's key (so `key = id.into()` infers, and a mismatch is reported
 //! at the key). The flight is evaluated before the key.
 //!
+//! With `fingerprint = (order.cents, order.currency)`, the steps start with
+//!
+//! ```ignore
+//! // The places of a tuple are borrowed: the value is only hashed.
+//! let __idem_fingerprint = {
+//!     let __idem_fingerprint_ref = &((&(order.cents), &(order.currency)));
+//!     let __idem_fingerprint_kind = (&&FingerprintProbe::of(__idem_fingerprint_ref))
+//!         .__idem_fingerprint_kind();
+//!     ::idem::__private::fingerprint_probe::fingerprint(
+//!         __idem_fingerprint_kind,
+//!         __idem_fingerprint_ref,
+//!     )
+//! };
+//! ```
+//!
+//! before the key (which may consume an argument the fingerprint borrows);
+//! after the return kind, `let __idem_mismatch =
+//! (&&&MismatchProbe::of(__idem_return_kind)).__idem_mismatch();` is
+//! spanned at the option; and the driver is [`run_with_fingerprint`] (or
+//! [`run_detached_with_fingerprint`]), which takes the marker and the
+//! fingerprint beside the key. Without the option, none of this is in the
+//! expansion, and [`run`] answers a mismatch, which a call without a
+//! fingerprint never gets, with `NoFingerprint`'s `unreachable!`.
+//!
 //! # The modules
 //!
 //! * [`slot`]: [`Slot`] and [`Config`], the function's own table, and
 //!   [`own_table`];
 //! * [`user_flight`]: a `flight = ...` of the user's, checked against the
 //!   return type;
-//! * [`key_probe`], [`return_probe`], [`refusal_probe`]: the three
-//!   classifications;
+//! * [`key_probe`], [`return_probe`], [`refusal_probe`],
+//!   [`fingerprint_probe`]: the classifications;
 //! * [`autoref`]: the `level!` macro they are written with;
 //! * [`diagnostics`]: the traits whose messages are the compile errors;
 //! * [`drivers`]: what the expansion awaits.
@@ -166,6 +195,7 @@
 mod autoref;
 mod diagnostics;
 mod drivers;
+pub mod fingerprint_probe;
 pub mod key_probe;
 pub mod refusal_probe;
 pub mod return_probe;
@@ -174,9 +204,10 @@ mod user_flight;
 
 pub use autoref::Fine;
 pub use diagnostics::{
-    DetachedWork, ErrorMustBeShareable, ErrorMustCarryRefusals, KeyMustBeHashable,
-    KeyMustOwnItsData, ReturnMustCarryRefusals, ValueMustBeShareable,
+    DetachedWork, ErrorMustBeShareable, ErrorMustCarryMismatch, ErrorMustCarryRefusals,
+    FingerprintMustBeHashable, KeyMustBeHashable, KeyMustOwnItsData, ReturnMustCarryMismatch,
+    ReturnMustCarryRefusals, ValueMustBeShareable,
 };
-pub use drivers::{run, run_detached};
+pub use drivers::{run, run_detached, run_detached_with_fingerprint, run_with_fingerprint};
 pub use slot::{own_table, Config, Slot};
 pub use user_flight::{fit, flight_key, AsFlight, FitsFlight};

@@ -2,13 +2,16 @@
 //! type: [`AsFlight`] finds the `SingleFlight` behind the expression,
 //! [`fit`] checks its value and error types against the return type's
 //! [`ReturnKind`], once, and [`flight_key`] types the key as the flight's.
+//!
+//! A flight may have any hasher (`Builder::hasher`): everything here is
+//! generic over its `S`, which the macro never needs to name.
 
 use std::convert::Infallible;
 
 use super::return_probe::{InvalidReturn, ResultReturn, ReturnKind, ValueReturn};
 use crate::SingleFlight;
 
-/// Implemented by a `SingleFlight<K, V, E>` for the kind of every return
+/// Implemented by a `SingleFlight<K, V, E, S>` for the kind of every return
 /// type it can serve: `Result<V, E>`, or `V` when `E` is `Infallible`.
 ///
 /// The trait is on the flight, not on the return kind, so that an error
@@ -31,7 +34,7 @@ pub trait FitsFlight<Ret: ReturnKind, V, E> {
 // Not listed as "other implementations" in errors: they are ours, not
 // the user's to pick from.
 #[diagnostic::do_not_recommend]
-impl<K, T, E> FitsFlight<ResultReturn<T, E>, T, E> for SingleFlight<K, T, E>
+impl<K, T, E, S> FitsFlight<ResultReturn<T, E>, T, E> for SingleFlight<K, T, E, S>
 where
     ResultReturn<T, E>: ReturnKind<Output = Result<T, E>, Value = T, Error = E>,
 {
@@ -43,7 +46,7 @@ where
 }
 
 #[diagnostic::do_not_recommend]
-impl<K, R> FitsFlight<ValueReturn<R>, R, Infallible> for SingleFlight<K, R, Infallible>
+impl<K, R, S> FitsFlight<ValueReturn<R>, R, Infallible> for SingleFlight<K, R, Infallible, S>
 where
     ValueReturn<R>: ReturnKind<Output = R, Value = R, Error = Infallible>,
 {
@@ -57,8 +60,8 @@ where
 /// An invalid return type was reported already: fit anything, so that it
 /// is not reported again.
 #[diagnostic::do_not_recommend]
-impl<K, V, E, R> FitsFlight<InvalidReturn<R>, V, E> for SingleFlight<K, V, E> {
-    type Fitted = SingleFlight<K, (), Infallible>;
+impl<K, V, E, S, R> FitsFlight<InvalidReturn<R>, V, E> for SingleFlight<K, V, E, S> {
+    type Fitted = SingleFlight<K, (), Infallible, S>;
     fn fitted(&self) -> &Self::Fitted {
         unreachable!("a program with an invalid #[idempotent] return type does not compile")
     }
@@ -74,14 +77,17 @@ pub trait AsFlight {
     type Value;
     /// The table's error type.
     type Error;
+    /// The table's hasher.
+    type Hasher;
     /// The flight itself.
-    fn __idem_flight(&self) -> &SingleFlight<Self::Key, Self::Value, Self::Error>;
+    fn __idem_flight(&self) -> &SingleFlight<Self::Key, Self::Value, Self::Error, Self::Hasher>;
 }
 
-impl<K, V, E> AsFlight for SingleFlight<K, V, E> {
+impl<K, V, E, S> AsFlight for SingleFlight<K, V, E, S> {
     type Key = K;
     type Value = V;
     type Error = E;
+    type Hasher = S;
 
     #[inline]
     fn __idem_flight(&self) -> &Self {
@@ -93,13 +99,13 @@ impl<K, V, E> AsFlight for SingleFlight<K, V, E> {
 /// the table to run in. The generated code calls
 /// `fit((&flight).__idem_flight(), return_kind)`.
 #[inline]
-pub fn fit<K, V, E, Ret>(
-    flight: &SingleFlight<K, V, E>,
+pub fn fit<K, V, E, S, Ret>(
+    flight: &SingleFlight<K, V, E, S>,
     _return_kind: Ret,
-) -> &<SingleFlight<K, V, E> as FitsFlight<Ret, V, E>>::Fitted
+) -> &<SingleFlight<K, V, E, S> as FitsFlight<Ret, V, E>>::Fitted
 where
     Ret: ReturnKind,
-    SingleFlight<K, V, E>: FitsFlight<Ret, V, E>,
+    SingleFlight<K, V, E, S>: FitsFlight<Ret, V, E>,
 {
     flight.fitted()
 }
@@ -109,6 +115,6 @@ where
 /// expectation (`id.into()`, `s.parse().unwrap_or_default()`) infers it; a
 /// key of another type is a "mismatched types" error at the key expression.
 #[inline]
-pub fn flight_key<K, V, E>(_flight: &SingleFlight<K, V, E>, key: K) -> K {
+pub fn flight_key<K, V, E, S>(_flight: &SingleFlight<K, V, E, S>, key: K) -> K {
     key
 }
