@@ -144,3 +144,21 @@ fn a_takeover_is_an_event() {
         "{lines:#?}"
     );
 }
+
+#[idem::idempotent(key = id)]
+async fn charge(id: u64) -> u64 {
+    id
+}
+
+#[test]
+fn a_macro_table_is_named_after_its_function() {
+    let lines = traced(async || {
+        assert_eq!(charge(7).await, 7);
+    });
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("span idem.execution table=\"tracing::charge\"")),
+        "{lines:#?}"
+    );
+}

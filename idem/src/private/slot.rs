@@ -91,10 +91,10 @@ impl Config {
         V: Clone + Send + Sync + 'static,
         E: Send + Sync + 'static,
     {
-        if self.ttl.is_none() && self.max_entries.is_none() && self.max_in_flight.is_none() {
-            return SingleFlight::new();
-        }
-        let mut builder = SingleFlight::builder().eviction(self.eviction);
+        // Named after the function, for the `tracing` feature's spans.
+        let mut builder = SingleFlight::builder()
+            .name(self.name)
+            .eviction(self.eviction);
         if let Some(ttl) = self.ttl {
             builder = builder.ttl(ttl);
         }
