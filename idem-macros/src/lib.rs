@@ -254,6 +254,51 @@ use proc_macro::TokenStream;
 /// # }
 /// ```
 ///
+/// # Limits
+///
+/// * The `&mut` check reads argument types as written: a `&mut` behind a type
+///   alias (`type Out<'a> = &'a mut Vec<u8>`) or a generic parameter
+///   (`out: T` with `T: AsMut<Vec<u8>>`) is not seen, and coalesced callers'
+///   arguments are then silently not written. Don't coalesce functions whose
+///   effect is writing into their arguments.
+/// * The expansion carries a few `#[allow]`s (`unused_imports` on its trait
+///   imports, `unreachable_code` on the dead `return` that types the body,
+///   `clippy::let_and_return` on key clones): a crate that `forbid`s one of
+///   these lints cannot use the macro (`forbid(warnings)` is fine).
+/// * `ttl` and `max_entries` may not name an argument or `self`; the check is
+///   by name, so a closure parameter that happens to share an argument's name
+///   (`ttl = [1, 2].iter().map(|id| ..)` in a function with an `id` argument)
+///   is rejected too: rename it.
+/// * A key is checked to be owned at its top level and, for a tuple written in
+///   the attribute, element by element: `key = name` and `key = (id, name)` with
+///   `name: &str` are rejected with a suggestion. A borrow deeper inside (a
+///   struct with a lifetime, `Option<&str>`) is rejected by the borrow checker
+///   instead, with an error about lifetimes.
+/// * A key that names a place is cloned; write a method call
+///   (`key = order.key()`) to build the key without cloning.
+/// * Macro invocations in a key are opaque: the macro does not look inside
+///   them, so `key = vec![name]` moves `name` and a body that uses it fails to
+///   compile (E0382, use of moved value). Write `vec![name.clone()]`, or
+///   `Vec::from([name])`. The same goes for closures and for statements inside
+///   blocks in a key: only call and method-call arguments, struct literal
+///   fields, array and tuple elements, arithmetic and cast operands, the
+///   operands of `?` and `.await`, and the values `if`, `match` and blocks end
+///   in are cloned. (`format!("{a}/{b}")` only borrows, so it needs nothing.)
+///   Whether the body uses an argument is decided by its name appearing in the
+///   body's tokens: a local of the same name counts as a use (a harmless
+///   extra clone).
+/// * `flight = <expr>` is evaluated while the body owns the arguments: use
+///   `self.flight`, a `static`, or a reference argument, not a field of an
+///   argument passed by value.
+/// * A typo in the key (`key = idd`, `key = id.nope()`) is reported once, by
+///   rustc. A typo in a plain return type (`-> Strin`) is reported twice, at
+///   the same token, because the return type is written twice in the
+///   expansion (once for the signature, once for the body's type): the second
+///   copy adds rustc's "you might be missing a type parameter" help.
+/// * The attribute cannot see whether an associated function without `self`
+///   belongs to a generic `impl`; it needs no such knowledge either: the
+///   per-instantiation tables cover it.
+///
 /// [`SingleFlight`]: https://docs.rs/idem/latest/idem/struct.SingleFlight.html
 /// [`Refused`]: https://docs.rs/idem/latest/idem/enum.Refused.html
 /// [`Mismatch`]: https://docs.rs/idem/latest/idem/struct.Mismatch.html

@@ -52,6 +52,57 @@
 //!   client that times out and retries must get the first execution's result
 //!   rather than cause a second execution.
 //!
+//! # What we chose where the contract was silent
+//!
+//! - **Cancellation.** With `run`, the caller that starts a flight drives the
+//!   work. If it is dropped (timeout, client gone), its work is dropped too, and
+//!   the first waiting caller to be polled drives the same flight on with its own
+//!   work; the other waiters stay attached to it and get its result, however late
+//!   they are polled: one extra execution per cancelled leader, never one per
+//!   waiter, and never a "too many retries" error. A waiter that leaves disturbs nobody. A leader that is
+//!   polled once and then kept alive *without being polled* stalls its waiters:
+//!   use `run_detached` for side effects, or put a timeout on callers.
+//! - **Re-entrancy.** Work that calls `run` on its own table with the same key
+//!   would wait for itself. idem detects it and panics inside that work with a
+//!   message that says so; the outer callers get `Error::Panicked`.
+//! - **`forget` fences.** After `forget(&key)`, calls start a fresh execution.
+//!   The old one still answers its own callers, but its result never overwrites
+//!   the newer one and its completion never removes the newer flight.
+//! - **Expiry and memory.** A background sweeper task (one per table, on the
+//!   first tokio runtime with timers that stores a result, only while the table
+//!   stores something) sleeps until the oldest result is due, at least
+//!   `sweep_interval` apart, and removes what expired in O(expired). Expired
+//!   results are never returned, and make room before any fresh result is
+//!   evicted. `Eviction::Adaptive` (the default) is a cache: S3-FIFO per
+//!   shard, which keeps hot keys, and drops a fresh result nobody asked for
+//!   again after as little as one newer store when many keys are retried.
+//!   **For retry protection use `Eviction::Never`**: results are kept for
+//!   their whole ttl and a new key is refused (`Error::Full { retry_after }`)
+//!   when `max_entries` (table-wide, exact) are held.
+//! - **Fingerprints.** A key says which calls are the same; a
+//!   [`Fingerprint`] says what a call asked for. A call made with
+//!   [`run_with_fingerprint`](SingleFlight::run_with_fingerprint) whose key
+//!   is running or stored with another fingerprint gets
+//!   [`Error::Mismatch`] and runs nothing: a reused key is a bug to surface,
+//!   not a request to answer with someone else's result. Calls without a
+//!   fingerprint are not checked.
+//! - **Keys by reference.** [`run_by_ref`](SingleFlight::run_by_ref) and
+//!   [`get`](SingleFlight::get) look a `String` key up by `&str`: a hit or a
+//!   join builds no owned key (a hit allocates nothing).
+//! - **Hashing.** Keys may come from the network, so the default hasher
+//!   ([`RandomState`]: SipHash-1-3 with random keys per table) resists hash
+//!   flooding; [`Builder::hasher`] takes a faster one for keys you control.
+//! - **Time**: see *Time* below.
+//! - **Invalid settings** (`max_entries(0)`, `max_entries` without a ttl,
+//!   `max_in_flight(0)`, a shard count that is zero, not a power of two or
+//!   above 65,536, a zero sweep interval) are errors from `build()`, each
+//!   naming the setting.
+//! - **Hostile types.** No user code runs under a shard lock but `Hash`/`Eq`
+//!   and the `Clone` of a hit: entries leaving the table are dropped after the
+//!   lock. A `Clone` or `Drop` that panics reaches the caller that ran it and
+//!   never leaves a key stuck or a waiter asleep. A ttl of zero means "store
+//!   nothing"; `Duration::MAX` means "until evicted or forgotten".
+//!
 //! # Time
 //!
 //! A cache hit reads the clock once to check the ttl. A precise monotonic
