@@ -186,6 +186,8 @@
 
 mod builder;
 mod clock;
+#[cfg(feature = "durable")]
+pub mod durable;
 mod error;
 mod fingerprint;
 mod flight;

@@ -1,0 +1,333 @@
+//! Issue 8: the durable executor on `MemoryStore`, on tokio's paused clock.
+//! Two executors sharing one store stand for two processes.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use idem::durable::{Durable, DurableError, DurableOutcome, Fence, OnRunning};
+use idem::store::{Claimed, Lease, MemoryStore, Owner, Store, StoreError, StoreKey};
+use idem::Fingerprint;
+use idem_tests::{Counter, Gate, Probe};
+
+const LEASE: Duration = Duration::from_secs(3);
+
+/// Polls `call` every virtual millisecond until it is ready, for at most
+/// `limit` of the paused clock.
+async fn finish<F: std::future::Future>(call: &mut Probe<F>, limit: Duration) -> F::Output {
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        if let std::task::Poll::Ready(v) = call.poll() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "not done within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A store that counts claims, so that tests can see how many reached it.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryStore,
+    claims: AtomicUsize,
+}
+
+impl Store for Counting {
+    async fn claim(
+        &self,
+        key: StoreKey<'_>,
+        fp: Option<Fingerprint>,
+        owner: Owner,
+        lease: Duration,
+    ) -> Result<Claimed, StoreError> {
+        self.claims.fetch_add(1, SeqCst);
+        self.inner.claim(key, fp, owner, lease).await
+    }
+    async fn renew(
+        &self,
+        key: StoreKey<'_>,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.inner.renew(key, lease, ttl).await
+    }
+    async fn complete(
+        &self,
+        key: StoreKey<'_>,
+        lease: &Lease,
+        payload: &[u8],
+        retain: Duration,
+    ) -> Result<(), StoreError> {
+        self.inner.complete(key, lease, payload, retain).await
+    }
+    async fn release(&self, key: StoreKey<'_>, lease: &Lease) -> Result<(), StoreError> {
+        self.inner.release(key, lease).await
+    }
+}
+
+fn process<S: Store>(store: S, on_running: OnRunning) -> Durable<S, String, String> {
+    Durable::builder(store)
+        .namespace("payments")
+        .lease(LEASE)
+        .max_run(LEASE * 10)
+        .on_running(on_running)
+        .record_errors(|e: &String| e.starts_with("declined"))
+        .build()
+        .unwrap()
+}
+
+const WAIT: OnRunning = OnRunning::Wait {
+    timeout: Duration::from_secs(60),
+};
+
+#[tokio::test(start_paused = true)]
+async fn a_local_storm_makes_one_claim_and_one_execution() {
+    let store = Arc::new(Counting::default());
+    let p = process(Arc::clone(&store), WAIT);
+    let runs = Counter::new();
+    let gate = Gate::new();
+    let work = |_: Fence| async {
+        runs.hit();
+        gate.wait().await;
+        Ok::<_, String>("receipt".to_string())
+    };
+    let mut calls: Vec<_> = (0..100)
+        .map(|_| Probe::new(p.run("order-1", work)))
+        .collect();
+    for c in &mut calls {
+        c.pending();
+    }
+    gate.open();
+    let mut outcomes = Vec::new();
+    for c in &mut calls {
+        let (r, how) = c.ready();
+        assert_eq!(r.as_deref(), Ok("receipt"));
+        outcomes.push(how);
+    }
+    assert_eq!(runs.get(), 1);
+    assert_eq!(
+        store.claims.load(SeqCst),
+        1,
+        "one claim for 100 local duplicates"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|h| **h == DurableOutcome::Executed)
+            .count(),
+        1
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|h| **h == DurableOutcome::Coalesced)
+            .count(),
+        99
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_process_replays_the_record() {
+    let store = Arc::new(MemoryStore::new());
+    let (a, b) = (process(Arc::clone(&store), WAIT), process(store, WAIT));
+    let runs = Counter::new();
+    let work = |fence: Fence| {
+        runs.hit();
+        async move { Ok::<_, String>(format!("fence {}", fence.token())) }
+    };
+    let (first, how) = a.run("order-2", work).await;
+    assert_eq!(how, DurableOutcome::Executed);
+    assert_eq!(
+        b.run("order-2", work).await,
+        (first, DurableOutcome::Replayed)
+    );
+    assert_eq!(runs.get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_duplicate_in_another_process_waits_or_is_rejected() {
+    let store = Arc::new(MemoryStore::new());
+    let a = process(Arc::clone(&store), WAIT);
+    let waits = process(Arc::clone(&store), WAIT);
+    let rejects = process(store, OnRunning::Reject);
+    let gate = Gate::new();
+    let mut owner = Probe::new(a.run("order-3", |_| async {
+        gate.wait().await;
+        Ok::<_, String>("done".to_string())
+    }));
+    owner.pending();
+    let (r, _) = rejects
+        .run("order-3", |_| async { Ok("twice".to_string()) })
+        .await;
+    match r {
+        Err(DurableError::Running { retry_after }) => assert!(retry_after <= LEASE),
+        other => panic!("expected Running, got {other:?}"),
+    }
+    let mut waiter = Probe::new(waits.run("order-3", |_| async { Ok("twice".to_string()) }));
+    waiter.pending();
+    gate.open();
+    assert_eq!(owner.ready().0.as_deref(), Ok("done"));
+    // The waiter polls with backoff on the paused clock.
+    let (r, how) = finish(&mut waiter, Duration::from_secs(5)).await;
+    assert_eq!((r.as_deref(), how), (Ok("done"), DurableOutcome::Waited));
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_are_released_unless_recorded() {
+    let p = process(MemoryStore::new(), WAIT);
+    let runs = Counter::new();
+    let fail = |msg: &'static str| {
+        let runs = &runs;
+        move |_: Fence| async move {
+            runs.hit();
+            Err::<String, _>(msg.to_string())
+        }
+    };
+    // A transient error: released, the next call runs again.
+    assert_eq!(
+        p.run("k", fail("timeout")).await.0,
+        Err(DurableError::Failed("timeout".into()))
+    );
+    assert_eq!(
+        p.run("k", fail("timeout")).await.0,
+        Err(DurableError::Failed("timeout".into()))
+    );
+    assert_eq!(runs.get(), 2);
+    // A final one: recorded, and replayed as the same error.
+    assert_eq!(
+        p.run("d", fail("declined: card")).await.0,
+        Err(DurableError::Failed("declined: card".into()))
+    );
+    let (r, how) = p.run("d", fail("declined: other")).await;
+    assert_eq!(
+        (r, how),
+        (
+            Err(DurableError::Failed("declined: card".into())),
+            DurableOutcome::Replayed
+        )
+    );
+    assert_eq!(runs.get(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_releases_the_key() {
+    let p = process(MemoryStore::new(), OnRunning::Reject);
+    let (r, _) = p.run("k", |_| async { panic!("boom") }).await;
+    assert!(
+        matches!(r, Err(DurableError::Panicked(ref m)) if m.message() == "boom"),
+        "{r:?}"
+    );
+    let (r, how) = p.run("k", |_| async { Ok("ok".to_string()) }).await;
+    assert_eq!((r.as_deref(), how), (Ok("ok"), DurableOutcome::Executed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_work_keeps_its_lease_and_max_run_ends_it() {
+    let store = Arc::new(MemoryStore::new());
+    let a = Arc::new(process(Arc::clone(&store), WAIT));
+    let b = process(Arc::clone(&store), OnRunning::Reject);
+    // Five leases long: renewed (the caller's task drives the watchdog),
+    // never taken over.
+    let long = tokio::spawn({
+        let a = Arc::clone(&a);
+        async move {
+            a.run("long", |_| async {
+                tokio::time::sleep(LEASE * 5).await;
+                Ok::<_, String>("long".to_string())
+            })
+            .await
+        }
+    });
+    for _ in 0..5 {
+        tokio::time::sleep(LEASE).await;
+        let (r, _) = b.run("long", |_| async { Ok("twice".to_string()) }).await;
+        assert!(matches!(r, Err(DurableError::Running { .. })), "{r:?}");
+    }
+    let (r, how) = long.await.unwrap();
+    assert_eq!((r.as_deref(), how), (Ok("long"), DurableOutcome::Executed));
+
+    // Past max_run (10 leases) the lease ends; another process takes over,
+    // and the first one's completion is refused.
+    let runaway = tokio::spawn({
+        let a = Arc::clone(&a);
+        async move {
+            a.run("runaway", |fence: Fence| async move {
+                tokio::time::sleep(LEASE * 13).await;
+                Ok::<_, String>(format!("late, lost: {}", fence.is_lost()))
+            })
+            .await
+        }
+    });
+    tokio::time::sleep(LEASE * 11 + Duration::from_millis(10)).await;
+    let (r, how) = b
+        .run("runaway", |_| async { Ok("taken over".to_string()) })
+        .await;
+    assert_eq!(
+        (r.as_deref(), how),
+        (Ok("taken over"), DurableOutcome::Executed)
+    );
+    let (r, _) = runaway.await.unwrap();
+    assert_eq!(r, Err(DurableError::LeaseLost));
+    let (r, how) = b
+        .run("runaway", |_| async { Ok("third".to_string()) })
+        .await;
+    assert_eq!(
+        (r.as_deref(), how),
+        (Ok("taken over"), DurableOutcome::Replayed)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_leader_releases_its_claim() {
+    let store = Arc::new(MemoryStore::new());
+    let a = process(Arc::clone(&store), OnRunning::Reject);
+    let b = process(store, OnRunning::Reject);
+    let mut call = Probe::new(a.run("dropped", |_| std::future::pending()));
+    call.pending();
+    drop(call);
+    // The release runs on a task of its own.
+    tokio::task::yield_now().await;
+    let (r, how) = b.run("dropped", |_| async { Ok("b".to_string()) }).await;
+    assert_eq!(
+        (r.as_deref(), how),
+        (Ok("b"), DurableOutcome::Executed),
+        "not blocked for a lease"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn fingerprints_and_corrupt_records() {
+    let store = Arc::new(MemoryStore::new());
+    let p = process(Arc::clone(&store), WAIT);
+    let fp = |n: u64| Fingerprint::from_u64(n);
+    let ok = |_: Fence| async { Ok::<_, String>("v".to_string()) };
+    assert!(p.run_with_fingerprint("f", fp(1), ok).await.0.is_ok());
+    assert_eq!(
+        p.run_with_fingerprint("f", fp(2), ok).await.0,
+        Err(DurableError::Mismatch)
+    );
+    // Bytes that are not a record: a clear error naming the key.
+    let key = StoreKey {
+        namespace: "payments",
+        key: "junk",
+    };
+    let Claimed::Leased(lease) = store
+        .claim(key, None, Owner::random(), LEASE)
+        .await
+        .unwrap()
+    else {
+        panic!("vacant")
+    };
+    store
+        .complete(key, &lease, b"\x07garbage", LEASE)
+        .await
+        .unwrap();
+    let (r, _) = p.run("junk", ok).await;
+    let Err(DurableError::Store(e)) = r else {
+        panic!("{r:?}")
+    };
+    assert!(e.to_string().contains("payments/junk"), "{e}");
+}
