@@ -218,7 +218,7 @@ where
             .arg(&keys.record)
             .query_async(&mut conn)
             .await
-            .map_err(|e| classify(e, key, &keys.record))?;
+            .map_err(|e| classify(e, key, &keys))?;
         if let Some(bytes) = record {
             return replay(key, &keys.record, &bytes, fp);
         }
@@ -232,7 +232,7 @@ where
             .arg(lease_ms)
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| classify(e, key, &keys.record))?;
+            .map_err(|e| classify(e, key, &keys))?;
         let claimed = parse_claim(key, &keys, reply, owner, fp)?;
         if matches!(claimed, Claimed::Leased(_)) {
             self.wait_for_replication(&mut conn).await?;
@@ -256,7 +256,7 @@ where
             .arg(millis(ttl))
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| classify(e, key, &keys.lease))?;
+            .map_err(|e| classify(e, key, &keys))?;
         fenced_unless_done(done)
     }
 
@@ -279,7 +279,7 @@ where
             .arg(payload)
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| classify(e, key, &keys.record))?;
+            .map_err(|e| classify(e, key, &keys))?;
         fenced_unless_done(done)?;
         self.wait_for_replication(&mut conn).await
     }
@@ -293,7 +293,7 @@ where
             .arg(lease.owner.to_hex())
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| classify(e, key, &keys.lease))?;
+            .map_err(|e| classify(e, key, &keys))?;
         fenced_unless_done(done)
     }
 }
@@ -342,11 +342,14 @@ fn unavailable(e: RedisError) -> StoreError {
 /// A Redis error as a store error: a value of another type under one of
 /// the key's Redis keys is corrupt; everything else may have been
 /// transient.
-fn classify(e: RedisError, key: StoreKey<'_>, redis_key: &str) -> StoreError {
+fn classify(e: RedisError, key: StoreKey<'_>, keys: &Keys) -> StoreError {
     if e.code() == Some("WRONGTYPE") {
         return StoreError::Corrupt {
             key: key.to_string(),
-            reason: format!("a key of it (the record is {redis_key:?}) holds a value of another Redis type: {e}"),
+            reason: format!(
+                "one of its Redis keys ({:?}, {:?}, {:?}) holds a value of another Redis type: {e}",
+                keys.record, keys.lease, keys.fence
+            ),
         };
     }
     unavailable(e)

@@ -118,6 +118,19 @@ async fn a_record_key_of_another_type_is_corrupt() {
         "orders/a-hash",
         &[&redis_key, "another Redis type"],
     );
+
+    // Inside the claim script too.
+    let key = StoreKey {
+        namespace: "orders",
+        key: "a-list",
+    };
+    let _: i64 = redis::cmd("RPUSH")
+        .arg(f.store.lease_key(key))
+        .arg("value")
+        .query_async(&mut f.conn.clone())
+        .await
+        .unwrap();
+    corrupt(f.claim(key).await, "orders/a-list", &["another Redis type"]);
 }
 
 #[tokio::test]
