@@ -6,7 +6,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::{Claimed, Lease, Owner, Record, Store, StoreError, StoreKey};
+use super::{Claimed, Lease, Owner, Record, Store, StoreError, StoreKey, Token, TokenStore};
 use crate::fingerprint;
 use crate::Fingerprint;
 
@@ -53,6 +53,8 @@ struct State {
     fence: u64,
     /// Entries after the last purge.
     purged_at: usize,
+    /// Unspent tokens, by scope and token, with their expiry.
+    tokens: HashMap<(String, Token), Instant>,
 }
 
 #[derive(Debug)]
@@ -194,5 +196,30 @@ impl Store for MemoryStore {
             .entries
             .remove(&(key.namespace.to_owned(), key.key.to_owned()));
         Ok(())
+    }
+}
+
+impl TokenStore for MemoryStore {
+    async fn issue(&self, scope: &str, ttl: Duration) -> Result<Token, StoreError> {
+        let token = Token::generate();
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        if state.tokens.len() >= 1024 && state.tokens.len().is_power_of_two() {
+            state.tokens.retain(|_, until| *until > now);
+        }
+        state
+            .tokens
+            .insert((scope.to_owned(), token.clone()), now + ttl);
+        Ok(token)
+    }
+
+    async fn consume(&self, scope: &str, token: &Token) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let removed = self
+            .state
+            .lock()
+            .tokens
+            .remove(&(scope.to_owned(), token.clone()));
+        Ok(removed.is_some_and(|until| until > now))
     }
 }

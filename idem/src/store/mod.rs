@@ -33,12 +33,14 @@
 //! checks these rules against every backend.
 
 mod memory;
+mod token;
 
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
 pub use memory::MemoryStore;
+pub use token::{Token, TokenStore};
 
 use crate::Fingerprint;
 
