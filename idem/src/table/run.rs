@@ -318,13 +318,14 @@ impl<K: Hash + Eq, V: Clone, E: Clone, S: BuildHasher> SingleFlight<K, V, E, S> 
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        let hash = self.hash(key.query());
+        let query = key.query();
+        let hash = self.hash(query);
         // A hit is answered right here in the first poll, before the slow
         // path's nested futures are entered.
         let joined = match self
             .inner
             .shard(hash)
-            .lookup(hash, key.query(), key.fingerprint())
+            .lookup(hash, query, key.fingerprint())
         {
             Some(Found::Hit(v)) => return (Ok(v), Outcome::Cached),
             Some(Found::Join(flight)) => Some(flight),
