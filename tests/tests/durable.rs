@@ -1,7 +1,7 @@
 //! Issue 8: the durable executor on `MemoryStore`, on tokio's paused clock.
 //! Two executors sharing one store stand for two processes.
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -249,14 +249,17 @@ async fn a_long_work_keeps_its_lease_and_max_run_ends_it() {
     let (r, how) = long.await.unwrap();
     assert_eq!((r.as_deref(), how), (Ok("long"), DurableOutcome::Executed));
 
-    // Past max_run (10 leases) the lease ends; another process takes over,
-    // and the first one's completion is refused.
+    // Past max_run (10 leases) the lease ends, and the work is told so;
+    // another process takes over, and the first one's completion is
+    // refused.
+    let told_lost = Arc::new(AtomicBool::new(false));
     let runaway = tokio::spawn({
-        let a = Arc::clone(&a);
+        let (a, told_lost) = (Arc::clone(&a), Arc::clone(&told_lost));
         async move {
             a.run("runaway", |fence: Fence| async move {
                 tokio::time::sleep(LEASE * 13).await;
-                Ok::<_, String>(format!("late, lost: {}", fence.is_lost()))
+                told_lost.store(fence.is_lost(), SeqCst);
+                Ok::<_, String>("late".to_string())
             })
             .await
         }
@@ -271,6 +274,7 @@ async fn a_long_work_keeps_its_lease_and_max_run_ends_it() {
     );
     let (r, _) = runaway.await.unwrap();
     assert_eq!(r, Err(DurableError::LeaseLost));
+    assert!(told_lost.load(SeqCst), "the Fence reports the lease lost");
     let (r, how) = b
         .run("runaway", |_| async { Ok("third".to_string()) })
         .await;

@@ -83,8 +83,9 @@ impl Fence {
         self.token
     }
 
-    /// Whether the lease was lost (renewal refused, or the store
-    /// unreachable past the lease's end): the result will not be recorded.
+    /// Whether the lease was lost (renewal refused, the store unreachable
+    /// past the lease's end, or the lease ended after `max_run` stopped
+    /// its renewal): the result will not be recorded.
     pub fn is_lost(&self) -> bool {
         *self.lost.borrow()
     }
@@ -253,8 +254,10 @@ impl<S, V, E, C> DurableBuilder<S, V, E, C> {
     }
 
     /// The longest a work is kept alive by renewal; past it the lease is
-    /// left to expire, and the work's completion is refused if another
-    /// owner took the key over meanwhile.
+    /// left to expire: the work's [`Fence`] then reports it lost, and a
+    /// work that ends after its lease did is refused its completion
+    /// ([`DurableError::LeaseLost`]), whether or not another owner took
+    /// the key over meanwhile.
     pub fn max_run(mut self, max_run: Duration) -> Self {
         self.max_run = Some(max_run);
         self
@@ -595,8 +598,9 @@ where
 }
 
 /// Renews `lease` every third of the lease, up to `max_run`; signals
-/// `lost` when the store refuses, or cannot be reached for the rest of the
-/// lease. Never completes: it is dropped when the work ends.
+/// `lost` when the store refuses, cannot be reached for the rest of the
+/// lease, or, past `max_run`, when the last renewal's lease ends. Never
+/// completes: it is dropped when the work ends.
 async fn watchdog<S: Store, C>(
     s: &Shared<S, C>,
     key: StoreKey<'_>,
@@ -608,11 +612,16 @@ async fn watchdog<S: Store, C>(
     loop {
         tokio::time::sleep(s.lease / 3).await;
         if started.elapsed() + s.lease > s.max_run {
-            // Past max_run: the lease is left to end.
+            // Past max_run: the lease is left to end, and then is lost.
+            tokio::time::sleep_until(renewed + s.lease).await;
+            let _ = lost.send(true);
             break;
         }
+        // The store's lease ends a lease after it received the renewal:
+        // after `sent` + lease, never before.
+        let sent = Instant::now();
         match s.store.renew(key, lease, s.lease).await {
-            Ok(()) => renewed = Instant::now(),
+            Ok(()) => renewed = sent,
             Err(StoreError::Unavailable(_)) if renewed.elapsed() < s.lease => {}
             Err(_) => {
                 let _ = lost.send(true);
