@@ -145,5 +145,6 @@ mod keys;
 mod record;
 mod scripts;
 mod store;
+mod tokens;
 
 pub use store::{NotReplicated, RedisStore};

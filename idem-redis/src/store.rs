@@ -199,6 +199,18 @@ where
     }
 }
 
+impl<C: Clone> RedisStore<C> {
+    /// The prefix of every Redis key of this store.
+    pub(crate) fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A handle on the connection (a clone: connections are shared handles).
+    pub(crate) fn connection(&self) -> C {
+        self.conn.clone()
+    }
+}
+
 impl<C> Store for RedisStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,

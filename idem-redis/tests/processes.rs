@@ -646,3 +646,70 @@ async fn renewal_holds_a_long_work_and_max_run_ends_it() {
     })
     .await;
 }
+
+/// Issue 8, test 10: 1,000 concurrent consumes of one token, from four
+/// processes (250 each) released together: exactly one spends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_spent_once_across_processes() {
+    use idem::store::TokenStore;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = Server::start();
+    let ns = namespace("tokens");
+    bounded("tokens", async {
+        let conn = redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let store = RedisStore::new(conn);
+        let token = store
+            .issue("form:alice", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let mut workers: Vec<Worker> = ["t0", "t1", "t2", "t3"]
+            .iter()
+            .map(|name| {
+                Worker::spawn(
+                    name,
+                    &server,
+                    &ns,
+                    &[
+                        "--consume",
+                        "form:alice",
+                        token.as_str(),
+                        "--dups",
+                        "250",
+                        "--barrier",
+                    ],
+                )
+            })
+            .collect();
+        for w in &mut workers {
+            w.ready().await;
+        }
+        for w in &mut workers {
+            w.go().await;
+        }
+        let mut spent = 0;
+        let mut answers = 0;
+        for w in &mut workers {
+            let lines = w.finish().await;
+            for l in starting(&lines, "CONSUMED") {
+                answers += 1;
+                assert!(!l.contains("error"), "{l}");
+                spent += usize::from(l == "CONSUMED true");
+            }
+        }
+        assert_eq!(answers, 1_000);
+        assert_eq!(spent, 1, "one of 1,000 consumes spent the token");
+        // Another scope never spends it; a spent token stays spent.
+        assert!(!store.consume("form:alice", &token).await.unwrap());
+        let other = store
+            .issue("form:bob", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(!store.consume("form:mallory", &other).await.unwrap());
+        assert!(store.consume("form:bob", &other).await.unwrap());
+    })
+    .await;
+}

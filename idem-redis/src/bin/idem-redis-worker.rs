@@ -13,6 +13,8 @@
 //!   --wait-ms N      OnRunning::Wait up to N ms (30000)
 //!   --reject         OnRunning::Reject instead
 //!   --barrier        after READY, start when a line arrives on stdin
+//!   --consume S T    instead of calls: `--dups` concurrent consumes of the
+//!                    one-time token T in scope S
 //! ```
 //!
 //! Lines, each written whole:
@@ -23,6 +25,7 @@
 //! WORKEND <key> <fence> held|lost      the work ended; Fence::is_lost
 //! DONE <key> <outcome> ok <value>      a call returned a value
 //! DONE <key> <outcome> err <error>     or an error: LeaseLost, Running <ms>, …
+//! CONSUMED true|false                  a consume returned
 //! END                                  every call returned
 //! ```
 //!
@@ -48,6 +51,7 @@ struct Args {
     work: Duration,
     on_running: OnRunning,
     barrier: bool,
+    consume: Option<(String, String)>,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -65,6 +69,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             timeout: Duration::from_secs(30),
         },
         barrier: false,
+        consume: None,
     };
     while let Some(flag) = args.next() {
         let mut value = |what: &str| -> Result<u64, String> {
@@ -88,6 +93,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--reject" => a.on_running = OnRunning::Reject,
             "--barrier" => a.barrier = true,
+            "--consume" => {
+                let scope = args.next().ok_or("--consume needs a scope")?;
+                let token = args.next().ok_or("--consume needs a token")?;
+                a.consume = Some((scope, token));
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -113,6 +123,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some((scope, token)) = &args.consume {
+        let Some(token) = idem::store::Token::parse(token) else {
+            eprintln!("idem-redis-worker: not a token: {token:?}");
+            return ExitCode::from(2);
+        };
+        let store = Arc::new(RedisStore::new(conn));
+        println!("READY {}", std::process::id());
+        if args.barrier && !wait_for_start() {
+            return ExitCode::FAILURE;
+        }
+        rt.block_on(consumes(store, scope, &token, args.dups));
+        println!("END");
+        return ExitCode::SUCCESS;
+    }
     let mut builder = Durable::<_, String, String>::builder(RedisStore::new(conn))
         .namespace(args.namespace.as_str())
         .lease(args.lease)
@@ -128,16 +152,46 @@ fn main() -> ExitCode {
         }
     };
     println!("READY {}", std::process::id());
-    if args.barrier {
-        let mut go = String::new();
-        if std::io::stdin().lock().read_line(&mut go).is_err() || go.is_empty() {
-            eprintln!("idem-redis-worker: stdin closed before the start line");
-            return ExitCode::FAILURE;
-        }
+    if args.barrier && !wait_for_start() {
+        return ExitCode::FAILURE;
     }
     rt.block_on(calls(durable, &args));
     println!("END");
     ExitCode::SUCCESS
+}
+
+/// Waits for the start line on stdin; `false` if stdin closed first.
+fn wait_for_start() -> bool {
+    let mut go = String::new();
+    if std::io::stdin().lock().read_line(&mut go).is_err() || go.is_empty() {
+        eprintln!("idem-redis-worker: stdin closed before the start line");
+        return false;
+    }
+    true
+}
+
+/// `n` concurrent consumes of `token`, each reported.
+async fn consumes(
+    store: Arc<RedisStore<redis::aio::MultiplexedConnection>>,
+    scope: &str,
+    token: &idem::store::Token,
+    n: usize,
+) {
+    use idem::store::TokenStore;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (store, scope, token) = (Arc::clone(&store), scope.to_owned(), token.clone());
+        tasks.spawn(async move {
+            let spent = store.consume(&scope, &token).await;
+            match spent {
+                Ok(spent) => println!("CONSUMED {spent}"),
+                Err(e) => println!("CONSUMED error {e}"),
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("a consume task panicked");
+    }
 }
 
 async fn connect(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
