@@ -6,7 +6,6 @@ use std::hash::{BuildHasher, Hash};
 
 use super::key::{Fingerprinted, KeyArg};
 use super::run::{ResultOnly, Step};
-use super::shard::Found;
 use super::SingleFlight;
 use crate::flight::{Driver, Waited, Waiter};
 use crate::sync::Arc;
@@ -169,21 +168,11 @@ where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
-        let hash = self.hash(key.query());
         // A hit needs no runtime: the check comes when there is a task to
         // spawn.
-        let joined = match self
-            .inner
-            .shard(hash)
-            .lookup(hash, key.query(), key.fingerprint())
-        {
-            Some(Found::Hit(v)) => return (Ok(v), Outcome::Cached),
-            Some(Found::Join(flight)) => Some(flight),
-            Some(Found::Mismatch) => {
-                trace::mismatch(&self.inner.settings, hash);
-                return (Err(Error::Mismatch), Outcome::Mismatched);
-            }
-            None => None,
+        let (hash, joined) = match self.first_lookup(&key) {
+            Ok(found) => found,
+            Err(done) => return done,
         };
         let (flight, expired) = match self.claim_or_wait(hash, &mut key, joined).await {
             Step::Done(r, outcome) => return (r, outcome),

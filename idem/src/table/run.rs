@@ -318,22 +318,11 @@ impl<K: Hash + Eq, V: Clone, E: Clone, S: BuildHasher> SingleFlight<K, V, E, S> 
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        let query = key.query();
-        let hash = self.hash(query);
         // A hit is answered right here in the first poll, before the slow
         // path's nested futures are entered.
-        let joined = match self
-            .inner
-            .shard(hash)
-            .lookup(hash, query, key.fingerprint())
-        {
-            Some(Found::Hit(v)) => return (Ok(v), Outcome::Cached),
-            Some(Found::Join(flight)) => Some(flight),
-            Some(Found::Mismatch) => {
-                trace::mismatch(&self.inner.settings, hash);
-                return (Err(Error::Mismatch), Outcome::Mismatched);
-            }
-            None => None,
+        let (hash, joined) = match self.first_lookup(&key) {
+            Ok(found) => found,
+            Err(done) => return done,
         };
         // Scoped so that the step's storage is not kept across the work's
         // `.await`: this future lives in every waiting caller's task, so
@@ -350,6 +339,36 @@ impl<K: Hash + Eq, V: Clone, E: Clone, S: BuildHasher> SingleFlight<K, V, E, S> 
         let work = run_work(driver.flight_id(), f);
         let r = trace::execution(&self.inner.settings, hash, work).await;
         (driver.finish(r), Outcome::Executed)
+    }
+
+    /// A call's first look at its key, under the shard's read lock: the
+    /// answer if that settles it (a hit, a mismatch), else the key's hash
+    /// and the running flight to join, if any.
+    #[inline]
+    #[allow(clippy::type_complexity, reason = "a private step of two callers")]
+    pub(super) fn first_lookup<A>(
+        &self,
+        key: &A,
+    ) -> Result<(u64, Option<Arc<Flight<V, E>>>), (Result<V, Error<E>>, Outcome)>
+    where
+        A: KeyArg<K>,
+        K: Borrow<A::Query>,
+    {
+        let query = key.query();
+        let hash = self.hash(query);
+        match self
+            .inner
+            .shard(hash)
+            .lookup(hash, query, key.fingerprint())
+        {
+            Some(Found::Hit(v)) => Err((Ok(v), Outcome::Cached)),
+            Some(Found::Join(flight)) => Ok((hash, Some(flight))),
+            Some(Found::Mismatch) => {
+                trace::mismatch(&self.inner.settings, hash);
+                Err((Err(Error::Mismatch), Outcome::Mismatched))
+            }
+            None => Ok((hash, None)),
+        }
     }
 
     /// Looks the key up until the call has a result or must drive a flight,
