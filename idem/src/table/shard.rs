@@ -468,9 +468,10 @@ impl<K: Hash + Eq, V: Clone, E> Shard<K, V, E> {
         let fingerprint = key.fingerprint();
         let vacant = match map.table.entry(hash, |e| e.key.borrow() == k, |e| e.hash) {
             MapEntry::Occupied(o) => match &o.get().slot {
+                // The compare first: `is_live` reads the clock.
                 Slot::Flight(_) | Slot::Stored(_)
-                    if o.get().is_live()
-                        && !fingerprint::matches(o.get().fingerprint, fingerprint) =>
+                    if !fingerprint::matches(o.get().fingerprint, fingerprint)
+                        && o.get().is_live() =>
                 {
                     self.mismatch();
                     return Claim::Mismatch;
