@@ -669,15 +669,10 @@ struct Backoff {
 
 impl Backoff {
     fn new(owner: Owner) -> Self {
-        let seed = owner
-            .to_hex()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-            });
         Self {
             next: Duration::from_millis(10),
-            seed: seed | 1,
+            // xorshift needs a non-zero state.
+            seed: owner.seed() | 1,
         }
     }
 

@@ -67,26 +67,23 @@ impl fmt::Display for StoreKey<'_> {
 pub struct Owner(u128);
 
 impl Owner {
-    /// A fresh owner id: 128 random bits.
+    /// A fresh owner id: 128 random bits from the operating system.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system has no randomness to give (`getrandom`
+    /// fails), as [`Token::generate`].
     pub fn random() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        // Two SipHash outputs under fresh random keys, mixed with the time
-        // and a process-wide counter: unpredictable enough to never
-        // collide, with no dependency on a random number generator.
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let half = |salt: u64| {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(salt);
-            h.write_u64(n);
-            h.write_u128(nanos);
-            h.write_u32(std::process::id());
-            h.finish()
-        };
-        Self((u128::from(half(1)) << 64) | u128::from(half(2)))
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)
+            .expect("idem: the operating system gave no randomness for an owner id");
+        Self(u128::from_le_bytes(bytes))
+    }
+
+    /// The low 64 bits, random: a seed for this owner's backoff jitter.
+    #[cfg(feature = "durable")]
+    pub(crate) fn seed(self) -> u64 {
+        self.0 as u64
     }
 
     /// The id as 32 lowercase hex digits.
