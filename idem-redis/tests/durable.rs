@@ -9,57 +9,20 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use idem::durable::{Durable, DurableError, DurableOutcome, OnRunning};
-use idem::store::{Claimed, Lease, Owner, Store, StoreError, StoreKey};
+use idem::store::{Claimed, StoreError};
 use idem::Fingerprint;
 use idem_redis::RedisStore;
+use idem_tests::Observed;
 use support::{namespace, Server};
 use tokio::sync::Notify;
 
-type Conn = redis::aio::MultiplexedConnection;
-type Payments = Durable<Watched, String, String>;
-
 /// The Redis store, telling the test when one of its claims found the key
 /// running: so the test knows a waiter is waiting, without a sleep.
-struct Watched {
-    store: RedisStore<Conn>,
-    saw_running: std::sync::Arc<Notify>,
-}
-
-impl Store for Watched {
-    async fn claim(
-        &self,
-        key: StoreKey<'_>,
-        fp: Option<Fingerprint>,
-        owner: Owner,
-        lease: Duration,
-    ) -> Result<Claimed, StoreError> {
-        let c = self.store.claim(key, fp, owner, lease).await;
-        if matches!(c, Ok(Claimed::Running { .. })) {
-            self.saw_running.notify_one();
-        }
-        c
-    }
-    async fn renew(
-        &self,
-        key: StoreKey<'_>,
-        lease: &Lease,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.store.renew(key, lease, ttl).await
-    }
-    async fn complete(
-        &self,
-        key: StoreKey<'_>,
-        lease: &Lease,
-        payload: &[u8],
-        retain: Duration,
-    ) -> Result<(), StoreError> {
-        self.store.complete(key, lease, payload, retain).await
-    }
-    async fn release(&self, key: StoreKey<'_>, lease: &Lease) -> Result<(), StoreError> {
-        self.store.release(key, lease).await
-    }
-}
+type Watched = Observed<
+    RedisStore<redis::aio::MultiplexedConnection>,
+    Box<dyn Fn(&Result<Claimed, StoreError>) + Send + Sync>,
+>;
+type Payments = Durable<Watched, String, String>;
 
 async fn process(server: &Server, ns: &str) -> Payments {
     process_watched(server, ns, std::sync::Arc::new(Notify::new())).await
@@ -75,10 +38,14 @@ async fn process_watched(
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let store = Watched {
-        store: RedisStore::new(conn),
-        saw_running,
-    };
+    let store: Watched = Observed::new(
+        RedisStore::new(conn),
+        Box::new(move |answer| {
+            if matches!(answer, Ok(Claimed::Running { .. })) {
+                saw_running.notify_one();
+            }
+        }),
+    );
     Durable::builder(store)
         .namespace(ns)
         .lease(Duration::from_secs(10))

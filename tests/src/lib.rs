@@ -1,6 +1,9 @@
 //! Helpers shared by idem's integration tests.
 
 pub mod conformance;
+mod observed;
+
+pub use observed::Observed;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idem::durable::{Durable, DurableError, DurableOutcome, Fence, OnRunning};
-use idem::store::{Claimed, Lease, MemoryStore, Owner, Store, StoreError, StoreKey};
+use idem::store::{Claimed, MemoryStore, Owner, Store, StoreKey};
 use idem::Fingerprint;
-use idem_tests::{Counter, Gate, Probe};
+use idem_tests::{Counter, Gate, Observed, Probe};
 
 const LEASE: Duration = Duration::from_secs(3);
 
@@ -25,46 +25,6 @@ async fn finish<F: std::future::Future>(call: &mut Probe<F>, limit: Duration) ->
             "not done within {limit:?}"
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// A store that counts claims, so that tests can see how many reached it.
-#[derive(Default)]
-struct Counting {
-    inner: MemoryStore,
-    claims: AtomicUsize,
-}
-
-impl Store for Counting {
-    async fn claim(
-        &self,
-        key: StoreKey<'_>,
-        fp: Option<Fingerprint>,
-        owner: Owner,
-        lease: Duration,
-    ) -> Result<Claimed, StoreError> {
-        self.claims.fetch_add(1, SeqCst);
-        self.inner.claim(key, fp, owner, lease).await
-    }
-    async fn renew(
-        &self,
-        key: StoreKey<'_>,
-        lease: &Lease,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.inner.renew(key, lease, ttl).await
-    }
-    async fn complete(
-        &self,
-        key: StoreKey<'_>,
-        lease: &Lease,
-        payload: &[u8],
-        retain: Duration,
-    ) -> Result<(), StoreError> {
-        self.inner.complete(key, lease, payload, retain).await
-    }
-    async fn release(&self, key: StoreKey<'_>, lease: &Lease) -> Result<(), StoreError> {
-        self.inner.release(key, lease).await
     }
 }
 
@@ -85,8 +45,12 @@ const WAIT: OnRunning = OnRunning::Wait {
 
 #[tokio::test(start_paused = true)]
 async fn a_local_storm_makes_one_claim_and_one_execution() {
-    let store = Arc::new(Counting::default());
-    let p = process(Arc::clone(&store), WAIT);
+    let claims = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&claims);
+    let store = Observed::new(MemoryStore::new(), move |_: &_| {
+        counted.fetch_add(1, SeqCst);
+    });
+    let p = process(store, WAIT);
     let runs = Counter::new();
     let gate = Gate::new();
     let work = |_: Fence| async {
@@ -108,11 +72,7 @@ async fn a_local_storm_makes_one_claim_and_one_execution() {
         outcomes.push(how);
     }
     assert_eq!(runs.get(), 1);
-    assert_eq!(
-        store.claims.load(SeqCst),
-        1,
-        "one claim for 100 local duplicates"
-    );
+    assert_eq!(claims.load(SeqCst), 1, "one claim for 100 local duplicates");
     assert_eq!(
         outcomes
             .iter()
