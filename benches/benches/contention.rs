@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
+use criterion::{BenchmarkGroup, Criterion};
 use dashmap::DashMap;
 
+use idem_benches::cases::{hit_case, pass_case, per_call, per_pass, print_executions};
 use idem_benches::{
-    distinct, hit, hot_values, lookups, prefill, runtime, storm, zipf, zipf_keys,
-    AsyncSingleflight, Contender, FloorCell, FloorMap, Idem, IdemGet, Moka, NaiveMap, ShardedTable,
-    SingleflightAsync, Value,
+    distinct, hot_values, lookups, runtime, storm, zipf, zipf_keys, AsyncSingleflight, Contender,
+    FloorCell, FloorMap, Idem, IdemGet, Moka, NaiveMap, ShardedTable, SingleflightAsync, Value,
 };
 use tokio::runtime::Runtime;
 
@@ -35,48 +35,6 @@ const ZIPF_KEYS: u64 = 100_000;
 const ZIPF_CAPACITY: usize = 10_000;
 const ZIPF_TTL: Duration = Duration::from_secs(1);
 const ZIPF_SEED: u64 = 0x1de5_eed5;
-
-fn per_call(g: &mut BenchmarkGroup<'_, WallTime>) {
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_millis(1200));
-}
-
-fn per_pass(g: &mut BenchmarkGroup<'_, WallTime>, calls: u64, measure: Duration) {
-    g.sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(200))
-        .measurement_time(measure)
-        .throughput(Throughput::Elements(calls));
-}
-
-fn print_executions(group: &str, id: &str, execs: &[u64]) {
-    if execs.is_empty() {
-        return;
-    }
-    let min = execs.iter().min().expect("not empty");
-    let max = execs.iter().max().expect("not empty");
-    let mean = execs.iter().sum::<u64>() as f64 / execs.len() as f64;
-    println!(
-        "EXECUTIONS {group}/{id}: min {min} max {max} mean {mean:.1} over {} passes",
-        execs.len()
-    );
-}
-
-fn hit_case<C: Contender>(
-    g: &mut BenchmarkGroup<'_, WallTime>,
-    rt: &Runtime,
-    id: &str,
-    c: C,
-    values: &Arc<[Value]>,
-    tasks: usize,
-) {
-    let c = Arc::new(c);
-    rt.block_on(prefill(&*c, values));
-    g.bench_function(id, |b| {
-        b.iter_custom(|iters| rt.block_on(hit(&c, values, tasks, iters)));
-    });
-}
 
 fn bench_hit(cr: &mut Criterion) {
     let rt = runtime();
@@ -199,37 +157,6 @@ fn bench_storm(cr: &mut Criterion) {
         );
         g.finish();
     }
-}
-
-/// One pass-based case: each iteration runs `pass` on a fresh contender.
-fn pass_case<C, P, Fut>(
-    g: &mut BenchmarkGroup<'_, WallTime>,
-    rt: &Runtime,
-    group: &str,
-    id: &str,
-    make: impl Fn() -> C,
-    pass: P,
-) where
-    C: Contender,
-    P: Fn(Arc<C>) -> Fut,
-    Fut: std::future::Future<Output = (Duration, u64)>,
-{
-    let mut execs = Vec::new();
-    g.bench_function(id, |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let c = Arc::new(make());
-                let (d, e) = rt.block_on(pass(Arc::clone(&c)));
-                total += d;
-                execs.push(e);
-                // Dropped outside the timed region.
-                drop(c);
-            }
-            total
-        });
-    });
-    print_executions(group, id, &execs);
 }
 
 fn bench_distinct(cr: &mut Criterion) {

@@ -13,18 +13,15 @@
 //! `cargo bench -p idem-benches --bench keys`; figures in `BENCHMARKS.md`.
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
+use criterion::Criterion;
 use dashmap::DashMap;
 
+use idem_benches::cases::{hit_case, pass_case, per_call, per_pass};
 use idem_benches::{
-    distinct, hit, hot_values, prefill, runtime, value, zipf, zipf_keys, Contender, FloorMap, Idem,
-    Moka, Value,
+    distinct, hot_values, runtime, value, zipf, zipf_keys, FloorMap, Idem, Moka, Value,
 };
-use tokio::runtime::Runtime;
 
 const LONG: Duration = Duration::from_secs(3600);
 const DISTINCT_KEYS: u64 = 200_000;
@@ -35,85 +32,50 @@ const ZIPF_TTL: Duration = Duration::from_secs(1);
 const ZIPF_SEED: u64 = 0x1de5_eed5;
 const STRING_KEYS: usize = 1024;
 
-fn per_call(g: &mut BenchmarkGroup<'_, WallTime>) {
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_millis(1200));
-}
-
-fn per_pass(g: &mut BenchmarkGroup<'_, WallTime>, calls: u64, measure: Duration) {
-    g.sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(200))
-        .measurement_time(measure)
-        .throughput(Throughput::Elements(calls));
-}
-
-fn hit_case<C: Contender>(
-    g: &mut BenchmarkGroup<'_, WallTime>,
-    rt: &Runtime,
-    id: &str,
-    c: C,
-    values: &Arc<[Value]>,
-) {
-    let c = Arc::new(c);
-    rt.block_on(prefill(&*c, values));
-    g.bench_function(id, |b| {
-        b.iter_custom(|iters| rt.block_on(hit(&c, values, 2, iters)));
-    });
-}
-
-/// One pass-based case: each iteration runs `pass` on a fresh contender;
-/// prints the executions of the last pass.
-fn pass_case<C, P, Fut>(
-    g: &mut BenchmarkGroup<'_, WallTime>,
-    rt: &Runtime,
-    id: &str,
-    make: impl Fn() -> C,
-    pass: P,
-) where
-    C: Contender,
-    P: Fn(Arc<C>) -> Fut,
-    Fut: std::future::Future<Output = (Duration, u64)>,
-{
-    let mut last = 0;
-    g.bench_function(id, |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let c = Arc::new(make());
-                let (d, e) = rt.block_on(pass(Arc::clone(&c)));
-                total += d;
-                last = e;
-                drop(c);
-            }
-            total
-        });
-    });
-    println!("EXECUTIONS {id}: {last}");
-}
-
 fn bench_hashers(cr: &mut Criterion) {
     let rt = runtime();
     let values = hot_values(1024);
     let mut g = cr.benchmark_group("hasher_hit_1024_keys_2_tasks");
     per_call(&mut g);
-    hit_case(&mut g, &rt, "idem_siphash", Idem::with_ttl(LONG), &values);
+    hit_case(
+        &mut g,
+        &rt,
+        "idem_siphash",
+        Idem::with_ttl(LONG),
+        &values,
+        2,
+    );
     let fold = Idem::with_hasher(LONG, foldhash::fast::RandomState::default());
-    hit_case(&mut g, &rt, "idem_foldhash", fold, &values);
+    hit_case(&mut g, &rt, "idem_foldhash", fold, &values, 2);
     let ahash = Idem::with_hasher(LONG, ahash::RandomState::new());
-    hit_case(&mut g, &rt, "idem_ahash", ahash, &values);
-    hit_case(&mut g, &rt, "moka", Moka::with_ttl(LONG), &values);
-    hit_case(&mut g, &rt, "floor_dashmap", FloorMap::default(), &values);
+    hit_case(&mut g, &rt, "idem_ahash", ahash, &values, 2);
+    hit_case(&mut g, &rt, "moka", Moka::with_ttl(LONG), &values, 2);
+    hit_case(
+        &mut g,
+        &rt,
+        "floor_dashmap",
+        FloorMap::default(),
+        &values,
+        2,
+    );
     g.finish();
 
-    let mut g = cr.benchmark_group("hasher_distinct_200k_keys_2_tasks");
+    let group = "hasher_distinct_200k_keys_2_tasks";
+    let mut g = cr.benchmark_group(group);
     per_pass(&mut g, DISTINCT_KEYS, Duration::from_secs(2));
     let pass = |c| distinct(c, DISTINCT_KEYS, 2);
-    pass_case(&mut g, &rt, "idem_siphash", || Idem::with_ttl(LONG), pass);
     pass_case(
         &mut g,
         &rt,
+        group,
+        "idem_siphash",
+        || Idem::with_ttl(LONG),
+        pass,
+    );
+    pass_case(
+        &mut g,
+        &rt,
+        group,
         "idem_foldhash",
         || Idem::with_hasher(LONG, foldhash::fast::RandomState::default()),
         |c| distinct(c, DISTINCT_KEYS, 2),
@@ -121,6 +83,7 @@ fn bench_hashers(cr: &mut Criterion) {
     pass_case(
         &mut g,
         &rt,
+        group,
         "idem_ahash",
         || Idem::with_hasher(LONG, ahash::RandomState::new()),
         |c| distinct(c, DISTINCT_KEYS, 2),
@@ -128,13 +91,19 @@ fn bench_hashers(cr: &mut Criterion) {
     pass_case(
         &mut g,
         &rt,
+        group,
         "moka",
         || Moka::with_ttl(LONG),
         |c| distinct(c, DISTINCT_KEYS, 2),
     );
-    pass_case(&mut g, &rt, "floor_dashmap", FloorMap::default, |c| {
-        distinct(c, DISTINCT_KEYS, 2)
-    });
+    pass_case(
+        &mut g,
+        &rt,
+        group,
+        "floor_dashmap",
+        FloorMap::default,
+        |c| distinct(c, DISTINCT_KEYS, 2),
+    );
     g.finish();
 }
 
@@ -219,11 +188,13 @@ fn bench_string_keys(cr: &mut Criterion) {
 fn bench_eviction(cr: &mut Criterion) {
     let rt = runtime();
     let keys = zipf_keys(ZIPF_CALLS, ZIPF_KEYS, 1.0, ZIPF_SEED);
-    let mut g = cr.benchmark_group("eviction_zipf_1m_calls_100k_keys_8_tasks");
+    let group = "eviction_zipf_1m_calls_100k_keys_8_tasks";
+    let mut g = cr.benchmark_group(group);
     per_pass(&mut g, ZIPF_CALLS as u64, Duration::from_secs(3));
     pass_case(
         &mut g,
         &rt,
+        group,
         "idem_adaptive_10k",
         || Idem::bounded(ZIPF_TTL, ZIPF_CAPACITY),
         |c| zipf(c, &keys, 8),
@@ -231,6 +202,7 @@ fn bench_eviction(cr: &mut Criterion) {
     pass_case(
         &mut g,
         &rt,
+        group,
         "idem_never_10k",
         || Idem::never(ZIPF_TTL, ZIPF_CAPACITY),
         |c| zipf(c, &keys, 8),
@@ -238,6 +210,7 @@ fn bench_eviction(cr: &mut Criterion) {
     pass_case(
         &mut g,
         &rt,
+        group,
         "idem_adaptive_100k",
         || Idem::bounded(ZIPF_TTL, ZIPF_KEYS as usize),
         |c| zipf(c, &keys, 8),
@@ -245,6 +218,7 @@ fn bench_eviction(cr: &mut Criterion) {
     pass_case(
         &mut g,
         &rt,
+        group,
         "idem_never_100k",
         || Idem::never(ZIPF_TTL, ZIPF_KEYS as usize),
         |c| zipf(c, &keys, 8),
@@ -252,18 +226,21 @@ fn bench_eviction(cr: &mut Criterion) {
     pass_case(
         &mut g,
         &rt,
+        group,
         "moka_10k",
         || Moka::bounded(ZIPF_TTL, ZIPF_CAPACITY as u64),
         |c| zipf(c, &keys, 8),
     );
     g.finish();
 
-    let mut g = cr.benchmark_group("eviction_distinct_200k_keys_2_tasks");
+    let group = "eviction_distinct_200k_keys_2_tasks";
+    let mut g = cr.benchmark_group(group);
     per_pass(&mut g, DISTINCT_KEYS, Duration::from_secs(2));
     let cap = DISTINCT_KEYS as usize;
     pass_case(
         &mut g,
         &rt,
+        group,
         "idem_adaptive_200k",
         || Idem::bounded(LONG, cap),
         |c| distinct(c, DISTINCT_KEYS, 2),
@@ -271,6 +248,7 @@ fn bench_eviction(cr: &mut Criterion) {
     pass_case(
         &mut g,
         &rt,
+        group,
         "idem_never_200k",
         || Idem::never(LONG, cap),
         |c| distinct(c, DISTINCT_KEYS, 2),
@@ -278,6 +256,7 @@ fn bench_eviction(cr: &mut Criterion) {
     pass_case(
         &mut g,
         &rt,
+        group,
         "idem_unbounded",
         || Idem::with_ttl(LONG),
         |c| distinct(c, DISTINCT_KEYS, 2),
@@ -285,6 +264,7 @@ fn bench_eviction(cr: &mut Criterion) {
     pass_case(
         &mut g,
         &rt,
+        group,
         "moka_200k",
         || Moka::bounded(LONG, cap as u64),
         |c| distinct(c, DISTINCT_KEYS, 2),

@@ -11,6 +11,7 @@
 //! a `watch` channel, released at once, and the wall time from the release to
 //! the last task's end is what is measured.
 
+pub mod cases;
 use std::convert::Infallible;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
