@@ -122,7 +122,11 @@ fn string_loop<G: FnMut(&str) -> Value>(keys: &[String], iters: u64, mut get: G)
 }
 
 fn bench_string_keys(cr: &mut Criterion) {
+    // With timers: a table that stores results starts its sweeper on the
+    // runtime of its first store (without them, idem's probe for timers
+    // prints tokio's panic message once).
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("a runtime");
     let keys: Vec<String> = (0..STRING_KEYS).map(|k| format!("order-{k:08}")).collect();
