@@ -404,9 +404,8 @@ where
     {
         let lead = || async move {
             let mut how = DurableOutcome::Executed;
-            self.lead(key, fingerprint, work, &mut how)
-                .await
-                .map_err(|e| (e, how))
+            let r = self.lead(key, fingerprint, work, &mut how).await;
+            r.map(|v| (v, how)).map_err(|e| (e, how))
         };
         let (r, outcome) = match fingerprint {
             Some(fp) => {
@@ -447,14 +446,15 @@ where
         }
     }
 
-    /// This process's one call for the key: claim, run, complete.
+    /// This process's one call for the key: claim, run, complete. `how`
+    /// is set when the value (or error) came from a record.
     async fn lead<F, Fut>(
         &self,
         key: &str,
         fingerprint: Option<Fingerprint>,
         work: F,
         how: &mut DurableOutcome,
-    ) -> Result<(V, DurableOutcome), DurableError<E>>
+    ) -> Result<V, DurableError<E>>
     where
         F: FnOnce(Fence) -> Fut,
         Fut: Future<Output = Result<V, E>>,
@@ -478,8 +478,7 @@ where
                     } else {
                         DurableOutcome::Replayed
                     };
-                    let how = *how;
-                    return self.replay(sk, &record).map(|v| (v, how));
+                    return self.replay(sk, &record);
                 }
                 Claimed::Mismatch => return Err(DurableError::Mismatch),
                 Claimed::Running { retry_after } => match s.on_running {
@@ -537,7 +536,7 @@ where
         match ended {
             Ending::Complete(payload, r) => {
                 match retry(|| s.store.complete(sk, &lease, &payload, s.retain)).await {
-                    Ok(()) => r.map(|v| (v, DurableOutcome::Executed)),
+                    Ok(()) => r,
                     Err(DurableError::Store(e)) if matches!(*e, StoreError::Fenced) => {
                         Err(DurableError::LeaseLost)
                     }
