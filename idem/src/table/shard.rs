@@ -710,13 +710,17 @@ impl<K, V, E> Shard<K, V, E> {
         let mut expired = Vec::new();
         let mut guard = self.map.write();
         let map = &mut *guard;
-        loop {
-            let table = &map.table;
-            let Some(t) = map.expiry.pop_expired(now, |t| is_live(table, t)) else {
-                break;
-            };
-            if let Ok(e) = map.table.find_entry(t.hash, |e| is_ticket(e, t)) {
-                expired.push(e.remove().0);
+        // The same removal that makes room for a store, here for
+        // everything due.
+        let mut view = TableView {
+            table: &mut map.table,
+            expiry: &mut map.expiry,
+            evicted: &mut expired,
+            now,
+        };
+        while let Some(queue) = view.remove_oldest_expired() {
+            if let Some(policy) = &mut map.policy {
+                policy.removed(queue);
             }
         }
         if !expired.is_empty() {
@@ -726,11 +730,6 @@ impl<K, V, E> Shard<K, V, E> {
             map.stored -= expired.len();
             self.left(expired.len(), 0);
             if let Some(policy) = &mut map.policy {
-                for e in &expired {
-                    if let Slot::Stored(s) = &e.slot {
-                        policy.removed(s.queue);
-                    }
-                }
                 policy.compact(&mut TableView {
                     table: &mut map.table,
                     expiry: &mut map.expiry,
