@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idem::durable::{Durable, DurableError, DurableOutcome, Fence, OnRunning};
-use idem::store::{Claimed, MemoryStore, Owner, Store, StoreKey};
+use idem::store::{Claimed, Lease, MemoryStore, Owner, Store, StoreError, StoreKey};
 use idem::Fingerprint;
 use idem_tests::{Counter, Gate, Observed, Probe};
 
@@ -294,4 +294,166 @@ async fn fingerprints_and_corrupt_records() {
         panic!("{r:?}")
     };
     assert!(e.to_string().contains("payments/junk"), "{e}");
+}
+
+/// `S`, with completions and releases failing as unavailable (before they
+/// reach `S`) while `outage` is above zero, one attempt each.
+struct Flaky<S> {
+    inner: S,
+    outage: Arc<AtomicUsize>,
+    attempts: Arc<AtomicUsize>,
+}
+
+impl<S> Flaky<S> {
+    fn attempt(&self) -> Result<(), StoreError> {
+        self.attempts.fetch_add(1, SeqCst);
+        let down = self
+            .outage
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if down {
+            Err(StoreError::Unavailable("connection reset".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<S: Store> Store for Flaky<S> {
+    async fn claim(
+        &self,
+        key: StoreKey<'_>,
+        fp: Option<Fingerprint>,
+        owner: Owner,
+        lease: Duration,
+    ) -> Result<Claimed, StoreError> {
+        self.inner.claim(key, fp, owner, lease).await
+    }
+
+    async fn renew(
+        &self,
+        key: StoreKey<'_>,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.inner.renew(key, lease, ttl).await
+    }
+
+    async fn complete(
+        &self,
+        key: StoreKey<'_>,
+        lease: &Lease,
+        payload: &[u8],
+        retain: Duration,
+    ) -> Result<(), StoreError> {
+        self.attempt()?;
+        self.inner.complete(key, lease, payload, retain).await
+    }
+
+    async fn release(&self, key: StoreKey<'_>, lease: &Lease) -> Result<(), StoreError> {
+        self.attempt()?;
+        self.inner.release(key, lease).await
+    }
+}
+
+/// A process whose completions and releases fail `outage` times.
+fn flaky(
+    store: &Arc<MemoryStore>,
+    outage: usize,
+) -> (
+    Durable<Flaky<Arc<MemoryStore>>, String, String>,
+    Arc<AtomicUsize>,
+) {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let flaky = Flaky {
+        inner: Arc::clone(store),
+        outage: Arc::new(AtomicUsize::new(outage)),
+        attempts: Arc::clone(&attempts),
+    };
+    (process(flaky, OnRunning::Reject), attempts)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_completion_outlasts_an_outage_shorter_than_the_lease() {
+    // A connection re-established after a server restart: the completion
+    // is retried (10 ms doubling to 500 ms; 1.63 s for 8 failures) while
+    // the lease lasts, and the result is recorded, not lost.
+    let store = Arc::new(MemoryStore::new());
+    let (a, attempts) = flaky(&store, 8);
+    let runs = Counter::new();
+    let started = tokio::time::Instant::now();
+    let (r, how) = a
+        .run("outage", |_| async {
+            runs.hit();
+            Ok::<_, String>("kept".to_string())
+        })
+        .await;
+    assert_eq!((r.as_deref(), how), (Ok("kept"), DurableOutcome::Executed));
+    assert_eq!(attempts.load(SeqCst), 9);
+    assert!(started.elapsed() < LEASE, "{:?}", started.elapsed());
+    let b = process(Arc::clone(&store), OnRunning::Reject);
+    let (r, how) = b.run("outage", |_| async { Ok("twice".to_string()) }).await;
+    assert_eq!((r.as_deref(), how), (Ok("kept"), DurableOutcome::Replayed));
+    assert_eq!(runs.get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_completion_gives_up_when_its_lease_ends() {
+    let store = Arc::new(MemoryStore::new());
+    let (a, _) = flaky(&store, usize::MAX);
+    let started = tokio::time::Instant::now();
+    let (r, _) = a
+        .run("down", |_| async { Ok::<_, String>("lost".to_string()) })
+        .await;
+    let Err(DurableError::Store(e)) = r else {
+        panic!("{r:?}")
+    };
+    assert!(matches!(*e, StoreError::Unavailable(_)), "{e}");
+    // Not before the lease could have ended, not much after.
+    let took = started.elapsed();
+    assert!(
+        took >= LEASE - Duration::from_millis(500) && took <= LEASE,
+        "{took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_in_an_outage_answers_at_once_and_retries_in_the_background() {
+    let store = Arc::new(MemoryStore::new());
+    let (a, attempts) = flaky(&store, 6);
+    let started = tokio::time::Instant::now();
+    let (r, _) = a
+        .run("failing", |_| async {
+            Err::<String, _>("timeout".to_string())
+        })
+        .await;
+    assert_eq!(r, Err(DurableError::Failed("timeout".to_string())));
+    // Three attempts in the call (10 and 100 ms apart), then the caller
+    // has its error.
+    assert_eq!(started.elapsed(), Duration::from_millis(110));
+    assert_eq!(attempts.load(SeqCst), 3);
+    // The key is free again long before its lease would have ended.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(attempts.load(SeqCst), 7);
+    let b = process(Arc::clone(&store), OnRunning::Reject);
+    let (r, how) = b.run("failing", |_| async { Ok("b".to_string()) }).await;
+    assert_eq!((r.as_deref(), how), (Ok("b"), DurableOutcome::Executed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_local_duplicate_of_a_fingerprinted_call_is_coalesced() {
+    let p = process(MemoryStore::new(), WAIT);
+    let gate = Gate::new();
+    let fp = Fingerprint::from_u64(1);
+    let work = |_: Fence| async {
+        gate.wait().await;
+        Ok::<_, String>("v".to_string())
+    };
+    let mut first = Probe::new(p.run_with_fingerprint("fp", fp, work));
+    let mut second = Probe::new(p.run_with_fingerprint("fp", fp, work));
+    first.pending();
+    second.pending();
+    gate.open();
+    assert_eq!(first.ready().1, DurableOutcome::Executed);
+    assert_eq!(second.ready().1, DurableOutcome::Coalesced);
 }

@@ -34,6 +34,7 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -409,11 +410,9 @@ where
         };
         let (r, outcome) = match fingerprint {
             Some(fp) => {
-                let r = self
-                    .local
-                    .run_with_fingerprint(key.to_owned(), fp, lead)
-                    .await;
-                (r, Outcome::Executed)
+                self.local
+                    .run_with_fingerprint_and_outcome(key.to_owned(), fp, lead)
+                    .await
             }
             None => {
                 let (r, outcome) = self.local.run_by_ref_with_outcome(key, lead).await;
@@ -468,10 +467,16 @@ where
         let started = Instant::now();
         let mut backoff = Backoff::new(owner);
         let mut waited = false;
-        let lease = loop {
+        let (lease, lease_end) = loop {
+            // The store's lease ends `ttl` after it received the claim:
+            // after `sent` + ttl, never before.
+            let sent = Instant::now();
             let claimed = retry(|| s.store.claim(sk, fingerprint, owner, s.lease)).await?;
             match claimed {
-                Claimed::Leased(lease) => break lease,
+                Claimed::Leased(lease) => {
+                    let end = sent + lease.ttl;
+                    break (lease, end);
+                }
                 Claimed::Completed(record) => {
                     *how = if waited {
                         DurableOutcome::Waited
@@ -495,10 +500,12 @@ where
                 },
             }
         };
+        let lease_end = Arc::new(LeaseEnd::new(lease_end));
         let mut guard = ReleaseOnDrop {
             shared: Arc::clone(&self.shared),
             key: key.to_owned(),
             lease: Some(lease.clone()),
+            end: Arc::clone(&lease_end),
         };
         let (lost_tx, lost_rx) = watch::channel(false);
         let fence = Fence {
@@ -507,7 +514,7 @@ where
         };
         let outcome = {
             let mut work = pin!(run_work(0, || work(fence)));
-            let mut watchdog = pin!(watchdog(s, sk, &lease, lost_tx));
+            let mut watchdog = pin!(watchdog(s, sk, &lease, &lease_end, lost_tx));
             poll_fn(|cx| {
                 if let Poll::Ready(r) = work.as_mut().poll(cx) {
                     return Poll::Ready(r);
@@ -533,9 +540,15 @@ where
             Err(p) => Ending::Release(DurableError::Panicked(p)),
         };
         guard.lease = None;
+        let lease_end = lease_end.get();
         match ended {
             Ending::Complete(payload, r) => {
-                match retry(|| s.store.complete(sk, &lease, &payload, s.retain)).await {
+                // The result matters more than the caller's time: an
+                // unreachable store (a connection being re-established
+                // after a restart, a failover) is retried until the lease
+                // ends, after which the completion would be refused.
+                let complete = || s.store.complete(sk, &lease, &payload, s.retain);
+                match retry_until(lease_end, complete).await {
                     Ok(()) => r,
                     Err(DurableError::Store(e)) if matches!(*e, StoreError::Fenced) => {
                         Err(DurableError::LeaseLost)
@@ -545,9 +558,15 @@ where
             }
             Ending::Release(e) => {
                 // Fenced: the key is no longer ours anyway. Unavailable:
-                // the lease expires by itself. Either way the work's own
-                // error is what the caller needs.
-                let _ = retry::<_, E, _>(|| s.store.release(sk, &lease)).await;
+                // retried from a task of its own until the lease ends (the
+                // key is free again then), so that the caller gets the
+                // work's own error now.
+                let release = || s.store.release(sk, &lease);
+                if let Err(DurableError::Store(err)) = retry::<_, E, _>(release).await {
+                    if matches!(*err, StoreError::Unavailable(_)) {
+                        guard.lease = Some(lease);
+                    }
+                }
                 Err(e)
             }
         }
@@ -580,6 +599,9 @@ fn corrupt<E>(key: StoreKey<'_>, reason: String) -> DurableError<E> {
 /// Runs a store operation, retrying an [`StoreError::Unavailable`] twice
 /// (after 10 and 100 ms) under the same arguments, which the protocol
 /// makes safe.
+///
+/// For a claim, whose caller is waiting for the work to start, and for the
+/// first attempts at a release.
 async fn retry<T, E, Fut>(mut op: impl FnMut() -> Fut) -> Result<T, DurableError<E>>
 where
     Fut: Future<Output = Result<T, StoreError>>,
@@ -596,6 +618,56 @@ where
     }
 }
 
+/// Runs a store operation on a lease, retrying a
+/// [`StoreError::Unavailable`] under the same arguments (backoff from 10 ms
+/// doubling to 500 ms) for as long as the next attempt starts before the
+/// lease ends (`end`); at least once.
+async fn retry_until<T, E, Fut>(
+    end: Instant,
+    mut op: impl FnMut() -> Fut,
+) -> Result<T, DurableError<E>>
+where
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match op().await {
+            Err(StoreError::Unavailable(_)) if Instant::now() + pause < end => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            r => return r.map_err(DurableError::from),
+        }
+    }
+}
+
+/// The local bound of a lease's end: the store's lease ends no earlier.
+/// Moved by the watchdog at each renewal, read by the completion.
+struct LeaseEnd {
+    base: Instant,
+    /// Nanoseconds after `base`.
+    after: AtomicU64,
+}
+
+impl LeaseEnd {
+    fn new(end: Instant) -> Self {
+        Self {
+            base: end,
+            after: AtomicU64::new(0),
+        }
+    }
+
+    fn set(&self, end: Instant) {
+        let after = end.saturating_duration_since(self.base).as_nanos();
+        self.after
+            .store(u64::try_from(after).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Instant {
+        self.base + Duration::from_nanos(self.after.load(Ordering::Relaxed))
+    }
+}
+
 /// Renews `lease` every third of the lease, up to `max_run`; signals
 /// `lost` when the store refuses, cannot be reached for the rest of the
 /// lease, or, past `max_run`, when the last renewal's lease ends. Never
@@ -604,15 +676,15 @@ async fn watchdog<S: Store, C>(
     s: &Shared<S, C>,
     key: StoreKey<'_>,
     lease: &Lease,
+    end: &LeaseEnd,
     lost: watch::Sender<bool>,
 ) {
     let started = Instant::now();
-    let mut renewed = started;
     loop {
         tokio::time::sleep(s.lease / 3).await;
         if started.elapsed() + s.lease > s.max_run {
             // Past max_run: the lease is left to end, and then is lost.
-            tokio::time::sleep_until(renewed + s.lease).await;
+            tokio::time::sleep_until(end.get()).await;
             let _ = lost.send(true);
             break;
         }
@@ -620,8 +692,8 @@ async fn watchdog<S: Store, C>(
         // after `sent` + lease, never before.
         let sent = Instant::now();
         match s.store.renew(key, lease, s.lease).await {
-            Ok(()) => renewed = sent,
-            Err(StoreError::Unavailable(_)) if renewed.elapsed() < s.lease => {}
+            Ok(()) => end.set(sent + s.lease),
+            Err(StoreError::Unavailable(_)) if Instant::now() < end.get() => {}
             Err(_) => {
                 let _ = lost.send(true);
                 break;
@@ -631,12 +703,14 @@ async fn watchdog<S: Store, C>(
     std::future::pending::<()>().await;
 }
 
-/// Releases a lease whose call was dropped mid-work, from a task of its
-/// own (a `Drop` cannot wait for the store).
+/// Releases a lease, from a task of its own (a `Drop` cannot wait for the
+/// store), retrying until the lease ends: the lease of a call dropped
+/// mid-work, or one whose release found the store unreachable.
 struct ReleaseOnDrop<S: Store, C: Send + Sync + 'static> {
     shared: Arc<Shared<S, C>>,
     key: String,
     lease: Option<Lease>,
+    end: Arc<LeaseEnd>,
 }
 
 impl<S: Store, C: Send + Sync + 'static> Drop for ReleaseOnDrop<S, C> {
@@ -649,12 +723,14 @@ impl<S: Store, C: Send + Sync + 'static> Drop for ReleaseOnDrop<S, C> {
         };
         let shared = Arc::clone(&self.shared);
         let key = std::mem::take(&mut self.key);
+        let end = self.end.get();
         runtime.spawn(async move {
             let sk = StoreKey {
                 namespace: &shared.namespace,
                 key: &key,
             };
-            let _ = retry::<_, Infallible, _>(|| shared.store.release(sk, &lease)).await;
+            let release = || shared.store.release(sk, &lease);
+            let _ = retry_until::<_, Infallible, _>(end, release).await;
         });
     }
 }

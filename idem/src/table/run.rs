@@ -309,6 +309,27 @@ impl<K: Hash + Eq, V: Clone, E: Clone, S: BuildHasher> SingleFlight<K, V, E, S> 
         }
     }
 
+    /// [`run_with_fingerprint`](Self::run_with_fingerprint), with the
+    /// [`Outcome`]: for [`Durable`](crate::durable::Durable), which tells
+    /// its callers whether they joined another's call.
+    #[cfg(feature = "durable")]
+    pub(crate) fn run_with_fingerprint_and_outcome<F, Fut>(
+        &self,
+        key: K,
+        fingerprint: Fingerprint,
+        f: F,
+    ) -> impl Future<Output = (Result<V, Error<E>>, Outcome)> + use<'_, K, V, E, S, F, Fut>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        let key = Fingerprinted {
+            key: Some(key),
+            fingerprint: fingerprint::raw(Some(fingerprint)),
+        };
+        self.call(key, f)
+    }
+
     /// The body of every `run` flavour that drives its work in the
     /// caller's future.
     async fn call<A, F, Fut>(&self, mut key: A, f: F) -> (Result<V, Error<E>>, Outcome)
