@@ -356,14 +356,11 @@ impl<S: Store> Store for Flaky<S> {
     }
 }
 
-/// A process whose completions and releases fail `outage` times.
-fn flaky(
-    store: &Arc<MemoryStore>,
-    outage: usize,
-) -> (
-    Durable<Flaky<Arc<MemoryStore>>, String, String>,
-    Arc<AtomicUsize>,
-) {
+type FlakyProcess = Durable<Flaky<Arc<MemoryStore>>, String, String>;
+
+/// A process whose completions and releases fail `outage` times, and its
+/// count of their attempts.
+fn flaky(store: &Arc<MemoryStore>, outage: usize) -> (FlakyProcess, Arc<AtomicUsize>) {
     let attempts = Arc::new(AtomicUsize::new(0));
     let flaky = Flaky {
         inner: Arc::clone(store),
