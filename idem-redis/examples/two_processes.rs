@@ -47,15 +47,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn child(role: &str, key: &str) -> Result<(), Box<dyn std::error::Error>> {
     let client = redis::Client::open(redis_url())?;
-    let conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot reach Redis at {} ({e}); start one, or set REDIS_URL",
-                redis_url()
-            )
-        })?;
+    // A connection that reconnects after a server restart.
+    let conn = client.get_connection_manager().await.map_err(|e| {
+        format!(
+            "cannot reach Redis at {} ({e}); start one, or set REDIS_URL",
+            redis_url()
+        )
+    })?;
     let payments: Durable<_, String, String> = Durable::builder(RedisStore::new(conn))
         .namespace("example-payments")
         .lease(Duration::from_secs(5))

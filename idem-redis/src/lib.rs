@@ -9,8 +9,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = redis::Client::open("redis://127.0.0.1:6379/")?;
-//! let store = RedisStore::new(client.get_multiplexed_async_connection().await?);
+//! let client = redis::Client::open("redis://127.0.0.1:6379/?protocol=resp3")?;
+//! let store = RedisStore::new(client.get_connection_manager().await?);
 //!
 //! let key = StoreKey { namespace: "payments", key: "order-7" };
 //! if let Claimed::Leased(lease) =
@@ -88,17 +88,36 @@
 //! [`StoreError::Corrupt`](idem::store::StoreError::Corrupt), naming the
 //! idem key and the Redis key; nothing panics.
 //!
-//! The connection decides what happens after a server restart: a
-//! [`MultiplexedConnection`](redis::aio::MultiplexedConnection) fails every
-//! request once its socket is gone, and is not reopened; redis-rs's
-//! `ConnectionManager` and the cluster connection reconnect, failing the
-//! requests that were in flight; while the server is down, a
-//! `ConnectionManager` with redis-rs's default settings (six reconnection
-//! attempts, exponential backoff) takes about 9.5 s to fail each call
-//! (measured here), so set its number of retries to fail sooner. Timeouts
-//! are the connection's too (redis-rs's response timeout, 500 ms by
+//! Timeouts are the connection's (redis-rs's response timeout, 500 ms by
 //! default, and connection timeout): a timeout is another ambiguous
 //! outcome, to retry under the same owner.
+//!
+//! # Which connection
+//!
+//! The connection decides what happens after a server restart, so pass one
+//! that reconnects:
+//!
+//! * **[`ConnectionManager`](redis::aio::ConnectionManager)**, with
+//!   `?protocol=resp3` in the URL (Redis 6 or later), is the one to use on
+//!   a standalone server. On RESP3 it is told by the server's disconnect
+//!   and reconnects before the next request; on RESP2 it learns that its
+//!   socket is dead only when a request on it fails, and reconnects then.
+//!   That request is often an owner's completion:
+//!   [`Durable`](idem::durable::Durable) retries a completion under the
+//!   same owner and fence for as long as its lease lasts, so the result is
+//!   recorded after the reconnect (tested on both protocols, with the
+//!   server restarted while the owner works). While the server is down, a
+//!   `ConnectionManager` with redis-rs's default settings (six
+//!   reconnection attempts, exponential backoff) takes about 9.5 s to fail
+//!   each call (measured here): set its number of retries to fail sooner.
+//! * **[`ClusterConnection`](redis::cluster_async::ClusterConnection)** on
+//!   a Redis Cluster: it follows `MOVED`/`ASK` redirections and
+//!   reconnects to the nodes.
+//! * A [`MultiplexedConnection`](redis::aio::MultiplexedConnection) is
+//!   **never reopened** once its socket is gone: after a restart every
+//!   call fails until you make a new one (the completion of an owner that
+//!   was working is then reported as unavailable when its lease ends, and
+//!   the result is not recorded). Fine for tests and short-lived tools.
 //!
 //! # Restarts, persistence and failover
 //!

@@ -19,9 +19,11 @@ use crate::scripts::{CLAIM_SCRIPT, COMPLETE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT
 const MAX_MS: u64 = 1 << 45;
 
 /// The [`Store`] protocol on Redis, standalone or Cluster, over a
-/// connection of the caller's: a [`MultiplexedConnection`], a
-/// [`ConnectionManager`], a [`ClusterConnection`], or anything else that is
-/// a [`redis::aio::ConnectionLike`] and cheap to clone.
+/// connection of the caller's: a [`ConnectionManager`] (reconnects: the
+/// one to use on a standalone server), a [`ClusterConnection`], a
+/// [`MultiplexedConnection`] (never reconnects), or anything else that is
+/// a [`redis::aio::ConnectionLike`] and cheap to clone; see
+/// [*Which connection*](crate#which-connection).
 ///
 /// See the [crate docs](crate) for how it works, the keys it writes, and
 /// what a restart or a failover of the server means for it.
@@ -33,9 +35,8 @@ const MAX_MS: u64 = 1 << 45;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
-/// let store = RedisStore::new(client.get_multiplexed_async_connection().await?)
-///     .prefix("shop");
+/// let client = redis::Client::open("redis://127.0.0.1:6379/?protocol=resp3")?;
+/// let store = RedisStore::new(client.get_connection_manager().await?).prefix("shop");
 ///
 /// let key = StoreKey { namespace: "payments", key: "order-7" };
 /// match store.claim(key, None, Owner::random(), Duration::from_secs(30)).await? {
@@ -75,7 +76,7 @@ const MAX_MS: u64 = 1 << 45;
 /// under the same owner and lease, or let the lease expire.
 ///
 /// [`MultiplexedConnection`]: redis::aio::MultiplexedConnection
-/// [`ConnectionManager`]: https://docs.rs/redis/latest/redis/aio/struct.ConnectionManager.html
+/// [`ConnectionManager`]: redis::aio::ConnectionManager
 /// [`ClusterConnection`]: redis::cluster_async::ClusterConnection
 #[derive(Clone)]
 #[must_use]
