@@ -19,9 +19,22 @@
 //!    dropped mid-work releases from a task of its own.
 //!
 //! Store errors fail closed: a work whose claim could not be recorded does
-//! not run ([`DurableError::Store`]). Every store operation is retried a few
-//! times under the same owner and lease, which the store protocol makes
-//! safe: a claim or completion whose reply was lost is recognised.
+//! not run ([`DurableError::Store`]). An unreachable store
+//! ([`StoreError::Unavailable`], an ambiguous outcome) is retried under the
+//! same owner and lease, which the store protocol makes safe (a claim or a
+//! completion whose reply was lost is recognised as the caller's own):
+//!
+//! * a claim, twice (after 10 and 100 ms), then fails closed;
+//! * a completion, with backoff from 10 ms doubling to 500 ms, for as long
+//!   as the lease lasts: the result of work that ran matters more than the
+//!   caller's time, and a connection being re-established after a server
+//!   restart or a failover typically comes back within it. Past the lease
+//!   it would be refused anyway; the call then fails with the store's error
+//!   (the record may or may not have been written);
+//! * a release, twice in the call, then from a task of its own until the
+//!   lease ends: the caller gets the work's error at once, and the key is
+//!   freed as soon as the store answers;
+//! * a renewal, at its next turn, until the lease is past.
 //!
 //! The local tier keeps nothing once a call ends, so it never serves a
 //! result longer than the store does.
