@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use idem::durable::{Durable, DurableError, DurableOutcome, Fence, OnRunning};
+use idem::durable::{
+    Codec, Durable, DurableError, DurableOutcome, Fence, OnRunning, OnUnavailable,
+};
 use idem::store::{Claimed, Lease, MemoryStore, Owner, Store, StoreError, StoreKey};
 use idem::Fingerprint;
 use idem_tests::{Counter, Gate, Observed, Probe};
@@ -297,11 +299,13 @@ async fn fingerprints_and_corrupt_records() {
 }
 
 /// `S`, with completions and releases failing as unavailable (before they
-/// reach `S`) while `outage` is above zero, one attempt each.
+/// reach `S`) while `outage` is above zero, one attempt each; claims too
+/// when `claims_fail`.
 struct Flaky<S> {
     inner: S,
     outage: Arc<AtomicUsize>,
     attempts: Arc<AtomicUsize>,
+    claims_fail: bool,
 }
 
 impl<S> Flaky<S> {
@@ -327,6 +331,9 @@ impl<S: Store> Store for Flaky<S> {
         owner: Owner,
         lease: Duration,
     ) -> Result<Claimed, StoreError> {
+        if self.claims_fail {
+            self.attempt()?;
+        }
         self.inner.claim(key, fp, owner, lease).await
     }
 
@@ -366,6 +373,7 @@ fn flaky(store: &Arc<MemoryStore>, outage: usize) -> (FlakyProcess, Arc<AtomicUs
         inner: Arc::clone(store),
         outage: Arc::new(AtomicUsize::new(outage)),
         attempts: Arc::clone(&attempts),
+        claims_fail: false,
     };
     (process(flaky, OnRunning::Reject), attempts)
 }
@@ -453,4 +461,131 @@ async fn a_local_duplicate_of_a_fingerprinted_call_is_coalesced() {
     gate.open();
     assert_eq!(first.ready().1, DurableOutcome::Executed);
     assert_eq!(second.ready().1, DurableOutcome::Coalesced);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_can_reject_where_the_executor_waits() {
+    let store = Arc::new(MemoryStore::new());
+    let a = process(Arc::clone(&store), WAIT);
+    let b = process(store, WAIT);
+    let gate = Gate::new();
+    let mut owner = Probe::new(a.run("per-call", |_| async {
+        gate.wait().await;
+        Ok::<_, String>("done".to_string())
+    }));
+    owner.pending();
+    let (r, _) = b
+        .call("per-call")
+        .on_running(OnRunning::Reject)
+        .run(|_| async { Ok("twice".to_string()) })
+        .await;
+    assert!(matches!(r, Err(DurableError::Running { .. })), "{r:?}");
+    gate.open();
+    assert_eq!(owner.ready().0.as_deref(), Ok("done"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_detached_call_finishes_and_records_when_its_caller_leaves() {
+    let store = Arc::new(MemoryStore::new());
+    let a = process(Arc::clone(&store), WAIT);
+    let runs = Counter::new();
+    let gate = Gate::new();
+    let mut call = Probe::new(a.call("detached").run_detached({
+        let (runs, gate) = (runs.clone(), gate.clone());
+        move |_| async move {
+            runs.hit();
+            gate.wait().await;
+            Ok::<_, String>("charged once".to_string())
+        }
+    }));
+    call.pending();
+    // The client disconnects: its call is dropped mid-work.
+    drop(call);
+    gate.open();
+    tokio::task::yield_now().await;
+    // Its retry, in another process, gets the recorded result.
+    let b = process(store, WAIT);
+    let (r, how) = b
+        .run("detached", |_| async { Ok("charged twice".to_string()) })
+        .await;
+    assert_eq!(
+        (r.as_deref(), how),
+        (Ok("charged once"), DurableOutcome::Replayed)
+    );
+    assert_eq!(runs.get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_store_fails_closed_unless_told_to_fail_open() {
+    let flaky = |claims_fail| Flaky {
+        inner: MemoryStore::new(),
+        outage: Arc::new(AtomicUsize::new(usize::MAX)),
+        attempts: Arc::new(AtomicUsize::new(0)),
+        claims_fail,
+    };
+    let runs = Counter::new();
+    let work = |fence: Fence| {
+        runs.hit();
+        async move { Ok::<_, String>(format!("fence {} lost {}", fence.token(), fence.is_lost())) }
+    };
+    let closed = process(flaky(true), WAIT);
+    let (r, _) = closed.run("down", work).await;
+    let Err(DurableError::Store(e)) = r else {
+        panic!("{r:?}")
+    };
+    assert!(matches!(*e, StoreError::Unavailable(_)), "{e}");
+    assert_eq!(runs.get(), 0, "fail closed: the work does not run");
+
+    let open: Durable<_, String, String> = Durable::builder(flaky(true))
+        .namespace("payments")
+        .on_unavailable(OnUnavailable::FailOpen)
+        .build()
+        .unwrap();
+    let (r, how) = open.run("down", work).await;
+    assert_eq!(
+        (r.as_deref(), how),
+        (Ok("fence 0 lost true"), DurableOutcome::FailedOpen)
+    );
+    assert_eq!(runs.get(), 1);
+}
+
+/// Strings (values and errors) stored as their bytes.
+struct Plain;
+
+impl Codec<String> for Plain {
+    fn encode(&self, value: &String) -> Result<Vec<u8>, String> {
+        Ok(value.as_bytes().to_vec())
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<String, String> {
+        String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_codec_of_ones_own_writes_the_records() {
+    let store = Arc::new(MemoryStore::new());
+    let p: Durable<_, String, String, Plain> = Durable::builder(Arc::clone(&store))
+        .namespace("payments")
+        .codec(Plain)
+        .build()
+        .unwrap();
+    let (r, _) = p
+        .run("plain", |_| async { Ok("receipt".to_string()) })
+        .await;
+    assert_eq!(r.as_deref(), Ok("receipt"));
+    let key = StoreKey {
+        namespace: "payments",
+        key: "plain",
+    };
+    let Ok(Claimed::Completed(record)) = store.claim(key, None, Owner::random(), LEASE).await
+    else {
+        panic!("recorded")
+    };
+    // The record frame (version 1, kind 'v'), then the codec's bytes.
+    assert_eq!(record.payload, b"\x01vreceipt");
+    let (r, how) = p.run("plain", |_| async { Ok("twice".to_string()) }).await;
+    assert_eq!(
+        (r.as_deref(), how),
+        (Ok("receipt"), DurableOutcome::Replayed)
+    );
 }

@@ -31,6 +31,9 @@ pub enum DurableError<E> {
     /// the work outran `max_run`), so its result was not recorded: another
     /// process may have taken the key over. Nothing was overwritten.
     LeaseLost,
+    /// The call was [detached](super::Call::run_detached) and its task was
+    /// dropped before it finished: its runtime shut down.
+    Aborted,
     /// The store failed (fail closed: a work whose claim could not be
     /// recorded does not run), or holds bytes that are not a record this
     /// version can read.
@@ -45,7 +48,7 @@ impl<E: PartialEq> PartialEq for DurableError<E> {
             (Failed(a), Failed(b)) => a == b,
             (Panicked(a), Panicked(b)) => a == b,
             (Running { retry_after: a }, Running { retry_after: b }) => a == b,
-            (Mismatch, Mismatch) | (LeaseLost, LeaseLost) => true,
+            (Mismatch, Mismatch) | (LeaseLost, LeaseLost) | (Aborted, Aborted) => true,
             (Store(a), Store(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
@@ -69,6 +72,7 @@ impl<E: fmt::Debug> fmt::Debug for DurableError<E> {
                 .finish(),
             DurableError::Mismatch => f.write_str("Mismatch"),
             DurableError::LeaseLost => f.write_str("LeaseLost"),
+            DurableError::Aborted => f.write_str("Aborted"),
             DurableError::Store(e) => f.debug_tuple("Store").field(e).finish(),
         }
     }
@@ -90,6 +94,9 @@ impl<E: fmt::Display> fmt::Display for DurableError<E> {
             }
             DurableError::LeaseLost => f.write_str(
                 "the work's lease ended before it completed: its result was not recorded",
+            ),
+            DurableError::Aborted => f.write_str(
+                "the detached call's task was dropped before it finished: its runtime shut down",
             ),
             DurableError::Store(e) => fmt::Display::fmt(e, f),
         }
@@ -118,4 +125,8 @@ pub enum DurableOutcome {
     Replayed,
     /// Another process was running it; this call waited for its record.
     Waited,
+    /// The store could not be reached and the executor fails open
+    /// ([`OnUnavailable::FailOpen`](super::OnUnavailable::FailOpen)): the
+    /// work ran here without a lease, and nothing was recorded.
+    FailedOpen,
 }

@@ -258,3 +258,44 @@ pub trait Store: Send + Sync + 'static {
         lease: &Lease,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// A store shared by several executors (one per "process" in a test, or
+/// several tables of one service).
+impl<S: Store> Store for std::sync::Arc<S> {
+    fn claim(
+        &self,
+        key: StoreKey<'_>,
+        fingerprint: Option<Fingerprint>,
+        owner: Owner,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Claimed, StoreError>> + Send {
+        (**self).claim(key, fingerprint, owner, lease)
+    }
+
+    fn renew(
+        &self,
+        key: StoreKey<'_>,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).renew(key, lease, ttl)
+    }
+
+    fn complete(
+        &self,
+        key: StoreKey<'_>,
+        lease: &Lease,
+        payload: &[u8],
+        retain: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).complete(key, lease, payload, retain)
+    }
+
+    fn release(
+        &self,
+        key: StoreKey<'_>,
+        lease: &Lease,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).release(key, lease)
+    }
+}

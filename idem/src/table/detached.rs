@@ -160,6 +160,26 @@ where
         }
     }
 
+    /// [`run_detached_with_fingerprint`](Self::run_detached_with_fingerprint),
+    /// with the [`Outcome`]: for [`Durable`](crate::durable::Durable).
+    #[cfg(feature = "durable")]
+    pub(crate) fn run_detached_with_fingerprint_and_outcome<F, Fut>(
+        &self,
+        key: K,
+        fingerprint: Fingerprint,
+        f: F,
+    ) -> impl Future<Output = (Result<V, Error<E>>, Outcome)> + use<'_, K, V, E, S, F, Fut>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        let key = Fingerprinted {
+            key: Some(key),
+            fingerprint: fingerprint::raw(Some(fingerprint)),
+        };
+        self.detached(key, f)
+    }
+
     /// The body of every detached `run` flavour.
     async fn detached<A, F, Fut>(&self, mut key: A, f: F) -> (Result<V, Error<E>>, Outcome)
     where
