@@ -1,0 +1,337 @@
+//! What a handler's response becomes: a recorded response (and its bytes in
+//! the store), or one that is passed on and not recorded.
+
+use std::any::Any;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CACHE_CONTROL};
+use http::{HeaderMap, StatusCode};
+use http_body::Body;
+use idem::durable::Codec;
+
+/// A response as the layer keeps it: the handler's status, headers and
+/// whole body.
+#[derive(Debug, Clone)]
+pub(crate) struct Completed {
+    pub(crate) status: StatusCode,
+    /// Every header the handler set, for the client whose request ran it;
+    /// a decoded record holds only the replayed ones.
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// A response that is not recorded: the key is released, so a retry runs
+/// the handler again.
+#[derive(Clone)]
+pub(crate) enum Unrecorded {
+    /// Buffered: passed on to the caller, and to the callers of this
+    /// process that joined it.
+    Response(Completed),
+    /// What only one caller can have, a [`Handoff`] of the inner service's
+    /// types: the callers that joined it get a problem.
+    Handoff(Arc<Mutex<Option<Box<dyn Any + Send>>>>),
+}
+
+impl fmt::Debug for Unrecorded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unrecorded::Response(r) => f.debug_tuple("Response").field(&r.status).finish(),
+            Unrecorded::Handoff(_) => f.write_str("Handoff"),
+        }
+    }
+}
+
+/// A response only one caller can have.
+pub(crate) enum Handoff<B: Body, E> {
+    /// A body over the cap: the status and headers, the body's first
+    /// bytes, and the rest of it.
+    TooLarge(http::response::Parts, Bytes, Pin<Box<B>>),
+    /// A body that failed while it was read: its first bytes and the error.
+    Failed(http::response::Parts, Bytes, B::Error),
+    /// The inner service's error.
+    Error(E),
+}
+
+impl Unrecorded {
+    pub(crate) fn handoff<B, E>(h: Handoff<B, E>) -> Self
+    where
+        B: Body + Send + 'static,
+        B::Error: Send,
+        E: Send + 'static,
+    {
+        Unrecorded::Handoff(Arc::new(Mutex::new(Some(Box::new(h)))))
+    }
+
+    /// The handoff, to the first caller that asks; `None` to the others.
+    pub(crate) fn take<B, E>(slot: &Mutex<Option<Box<dyn Any + Send>>>) -> Option<Handoff<B, E>>
+    where
+        B: Body + 'static,
+        E: 'static,
+    {
+        let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        taken.downcast::<Handoff<B, E>>().ok().map(|h| *h)
+    }
+}
+
+/// Which responses are recorded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordPolicy {
+    pub(crate) server_errors: bool,
+}
+
+impl RecordPolicy {
+    /// Whether a response with this status and headers is recorded: 2xx and
+    /// 3xx, and 4xx but those that say "try again" (`408`, `409`, `425`,
+    /// `429`); 5xx if asked; never a response marked `no-store`.
+    pub(crate) fn records(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        let by_status = match status.as_u16() {
+            408 | 409 | 425 | 429 => false,
+            100..=499 => true,
+            _ => self.server_errors,
+        };
+        by_status && !no_store(headers)
+    }
+}
+
+fn no_store(headers: &HeaderMap) -> bool {
+    headers.get_all(CACHE_CONTROL).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|d| d.trim().eq_ignore_ascii_case("no-store"))
+        })
+    })
+}
+
+/// The headers a replay carries.
+#[derive(Debug, Clone)]
+pub(crate) struct Replayed {
+    pub(crate) allowed: Arc<[HeaderName]>,
+}
+
+impl Replayed {
+    /// The default allow-list: what describes the representation or the
+    /// resource created, nothing about the connection, the session or the
+    /// moment (`Set-Cookie`, `Date`, hop-by-hop headers are never kept).
+    pub(crate) fn default_allowed() -> Vec<HeaderName> {
+        use http::header::*;
+        vec![
+            CONTENT_TYPE,
+            CONTENT_LANGUAGE,
+            CONTENT_LOCATION,
+            CONTENT_DISPOSITION,
+            LOCATION,
+            ETAG,
+            LAST_MODIFIED,
+            LINK,
+            VARY,
+        ]
+    }
+
+    /// `headers`, filtered by the allow-list.
+    pub(crate) fn filter(&self, headers: &HeaderMap) -> HeaderMap {
+        let mut kept = HeaderMap::new();
+        for name in self.allowed.iter() {
+            for v in headers.get_all(name) {
+                kept.append(name.clone(), v.clone());
+            }
+        }
+        kept
+    }
+}
+
+/// The names no allow-list may hold: what would leak a session, lie about
+/// the time, or break the connection.
+pub(crate) fn never_replayed(name: &HeaderName) -> bool {
+    use http::header::*;
+    [
+        SET_COOKIE,
+        DATE,
+        CONNECTION,
+        TRANSFER_ENCODING,
+        CONTENT_LENGTH,
+        TE,
+        TRAILER,
+        UPGRADE,
+        PROXY_AUTHENTICATE,
+        HeaderName::from_static("keep-alive"),
+    ]
+    .contains(name)
+}
+
+/// The record format of a response: status, headers and the body as raw
+/// bytes (JSON would spell every body byte as a number).
+///
+/// `status u16 BE | header count u16 BE | (name len u16, name, value len
+/// u16, value)* | body`.
+#[derive(Debug, Clone)]
+pub(crate) struct ResponseCodec {
+    pub(crate) replayed: Replayed,
+}
+
+impl Codec<Completed> for ResponseCodec {
+    fn encode(&self, r: &Completed) -> Result<Vec<u8>, String> {
+        let headers = self.replayed.filter(&r.headers);
+        let mut out = Vec::with_capacity(4 + r.body.len() + 64 * headers.len());
+        out.extend_from_slice(&r.status.as_u16().to_be_bytes());
+        let count = u16::try_from(headers.len()).map_err(|_| "too many headers")?;
+        out.extend_from_slice(&count.to_be_bytes());
+        for (name, value) in &headers {
+            for part in [name.as_str().as_bytes(), value.as_bytes()] {
+                let len = u16::try_from(part.len()).map_err(|_| "a header over 64 KiB")?;
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(part);
+            }
+        }
+        out.extend_from_slice(&r.body);
+        Ok(out)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Completed, String> {
+        let mut rest = bytes;
+        let status = StatusCode::from_u16(take_u16(&mut rest)?).map_err(|e| e.to_string())?;
+        let count = take_u16(&mut rest)?;
+        let mut headers = HeaderMap::new();
+        for _ in 0..count {
+            let name = take(&mut rest)?;
+            let value = take(&mut rest)?;
+            headers.append(
+                HeaderName::from_bytes(name).map_err(|e| e.to_string())?,
+                HeaderValue::from_bytes(value).map_err(|e| e.to_string())?,
+            );
+        }
+        Ok(Completed {
+            status,
+            headers,
+            body: Bytes::copy_from_slice(rest),
+        })
+    }
+}
+
+/// Unrecorded responses are never recorded: the layer records no errors.
+impl Codec<Unrecorded> for ResponseCodec {
+    fn encode(&self, _: &Unrecorded) -> Result<Vec<u8>, String> {
+        Err("an unrecorded response is never recorded".to_string())
+    }
+
+    fn decode(&self, _: &[u8]) -> Result<Unrecorded, String> {
+        Err("a record of an error, which idem-http never writes".to_string())
+    }
+}
+
+fn take_u16(rest: &mut &[u8]) -> Result<u16, String> {
+    match rest {
+        [a, b, tail @ ..] => {
+            let v = u16::from_be_bytes([*a, *b]);
+            *rest = tail;
+            Ok(v)
+        }
+        _ => Err("a truncated response record".to_string()),
+    }
+}
+
+fn take<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
+    let len = usize::from(take_u16(rest)?);
+    if rest.len() < len {
+        return Err("a truncated response record".to_string());
+    }
+    let (part, tail) = rest.split_at(len);
+    *rest = tail;
+    Ok(part)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::{CONTENT_TYPE, DATE, LOCATION, SET_COOKIE};
+
+    fn codec() -> ResponseCodec {
+        ResponseCodec {
+            replayed: Replayed {
+                allowed: Replayed::default_allowed().into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_record_keeps_status_allowed_headers_and_raw_body() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(LOCATION, HeaderValue::from_static("/payments/7"));
+        headers.insert(SET_COOKIE, HeaderValue::from_static("session=secret"));
+        headers.insert(
+            DATE,
+            HeaderValue::from_static("Thu, 03 Dec 2026 18:00:00 GMT"),
+        );
+        let r = Completed {
+            status: StatusCode::CREATED,
+            headers,
+            body: Bytes::from_static(b"\x00\xff{\"id\":7}"),
+        };
+        let c = codec();
+        let bytes = Codec::<Completed>::encode(&c, &r).unwrap();
+        let back = Codec::<Completed>::decode(&c, &bytes).unwrap();
+        assert_eq!(back.status, StatusCode::CREATED);
+        assert_eq!(back.body, r.body);
+        assert_eq!(back.headers.len(), 2);
+        assert_eq!(back.headers[LOCATION], "/payments/7");
+        assert!(back.headers.get(SET_COOKIE).is_none());
+        assert!(back.headers.get(DATE).is_none());
+    }
+
+    #[test]
+    fn truncated_records_are_errors_not_panics() {
+        let c = codec();
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let bytes = Codec::<Completed>::encode(
+            &c,
+            &Completed {
+                status: StatusCode::OK,
+                headers,
+                body: Bytes::new(),
+            },
+        )
+        .unwrap();
+        for cut in 0..bytes.len() {
+            assert!(
+                Codec::<Completed>::decode(&c, &bytes[..cut]).is_err(),
+                "{cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_is_recorded() {
+        let p = RecordPolicy {
+            server_errors: false,
+        };
+        let none = HeaderMap::new();
+        for (status, recorded) in [
+            (200, true),
+            (201, true),
+            (303, true),
+            (400, true),
+            (404, true),
+            (422, true),
+            (408, false),
+            (409, false),
+            (425, false),
+            (429, false),
+            (500, false),
+            (503, false),
+        ] {
+            let s = StatusCode::from_u16(status).unwrap();
+            assert_eq!(p.records(s, &none), recorded, "{status}");
+        }
+        let p5 = RecordPolicy {
+            server_errors: true,
+        };
+        assert!(p5.records(StatusCode::INTERNAL_SERVER_ERROR, &none));
+        let mut no_store = HeaderMap::new();
+        no_store.insert(CACHE_CONTROL, HeaderValue::from_static("private, No-Store"));
+        assert!(!p.records(StatusCode::OK, &no_store));
+    }
+}
