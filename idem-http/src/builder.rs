@@ -99,6 +99,7 @@ pub struct IdempotencyLayerBuilder<S, Sc = NoScope> {
     replayed_marker: Option<HeaderName>,
     fail_open: bool,
     problem_base: String,
+    retention_header: Option<HeaderName>,
     _scope: PhantomData<Sc>,
 }
 
@@ -152,6 +153,7 @@ impl<S: Store> IdempotencyLayer<S> {
             replayed_marker: Some(HeaderName::from_static("idempotent-replayed")),
             fail_open: false,
             problem_base: PROBLEM_BASE.to_string(),
+            retention_header: None,
             _scope: PhantomData,
         }
     }
@@ -203,6 +205,7 @@ impl<S> IdempotencyLayerBuilder<S, NoScope> {
             replayed_marker: self.replayed_marker,
             fail_open: self.fail_open,
             problem_base: self.problem_base,
+            retention_header: self.retention_header,
             _scope: PhantomData,
         }
     }
@@ -329,6 +332,14 @@ impl<S, Sc> IdempotencyLayerBuilder<S, Sc> {
         self
     }
 
+    /// Publishes the expiry policy on every response to a keyed request:
+    /// `header: <retain in seconds>` (none by default; the draft asks for
+    /// the policy to be published, and documentation is the usual place).
+    pub fn retention_header(mut self, header: Option<HeaderName>) -> Self {
+        self.retention_header = header;
+        self
+    }
+
     /// The base of the `type` URI of the layer's problem responses (the
     /// layer's documentation by default): `<base>#key-reused`, …
     pub fn problem_base(mut self, base: impl Into<String>) -> Self {
@@ -353,6 +364,9 @@ impl<S: Store> IdempotencyLayerBuilder<S, ScopeChosen> {
         let replayed = Replayed {
             allowed: self.replayed_headers.into(),
         };
+        let retention = self
+            .retention_header
+            .map(|h| (h, http::HeaderValue::from(self.retain.as_secs())));
         let on_running = match self.concurrent {
             Concurrent::Reject => OnRunning::Reject,
             Concurrent::Wait { timeout } => OnRunning::Wait { timeout },
@@ -402,6 +416,7 @@ impl<S: Store> IdempotencyLayerBuilder<S, ScopeChosen> {
                 replayed,
                 replayed_marker: self.replayed_marker,
                 problem_base: self.problem_base,
+                retention,
             }),
         })
     }

@@ -84,4 +84,5 @@ pub(crate) struct Config<S> {
     pub(crate) replayed: Replayed,
     pub(crate) replayed_marker: Option<HeaderName>,
     pub(crate) problem_base: String,
+    pub(crate) retention: Option<(HeaderName, http::HeaderValue)>,
 }

@@ -187,7 +187,11 @@ where
         elapsed_us = started.elapsed().as_micros() as u64,
         "idempotency-key request"
     );
-    respond::<ResB, I::Error, S>(c, r, how)
+    let mut response = respond::<ResB, I::Error, S>(c, r, how)?;
+    if let Some((name, value)) = &c.retention {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    Ok(response)
 }
 
 /// Runs the handler, and reads its response to record it.

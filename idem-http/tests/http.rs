@@ -181,6 +181,27 @@ async fn missing_keys_pass_through_or_are_required() {
 }
 
 #[tokio::test]
+async fn the_expiry_policy_can_be_sent_as_a_header() {
+    let published = IdempotencyLayer::builder(MemoryStore::new())
+        .scope(user)
+        .retain(Duration::from_secs(3600))
+        .retention_header(Some(header::HeaderName::from_static(
+            "idempotency-retention",
+        )))
+        .build()
+        .unwrap();
+    let app = App::open();
+    let server = serve(&app, published).await;
+    let mut conn = Conn::open(server.addr, Proto::Http1).await;
+    for _ in 0..2 {
+        let r = conn
+            .send(post("/payments", Some(b"k"), "alice", "{}"))
+            .await;
+        assert_eq!(r.headers["idempotency-retention"], "3600");
+    }
+}
+
+#[tokio::test]
 async fn two_principals_with_one_key_get_two_executions() {
     let app = App::open();
     let server = serve(&app, layer()).await;
@@ -284,11 +305,17 @@ async fn concurrent_duplicates_are_rejected_while_the_first_runs() {
             (r.status(), retry_after)
         }));
     }
-    for c in calls {
-        let (status, retry_after) = c.await.unwrap();
-        assert_eq!(status, StatusCode::CONFLICT);
-        assert!(retry_after.is_some());
-    }
+    // Bounded: duplicates that joined the held request instead of being
+    // refused would wait for the gate forever.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        for c in calls {
+            let (status, retry_after) = c.await.unwrap();
+            assert_eq!(status, StatusCode::CONFLICT);
+            assert!(retry_after.is_some());
+        }
+    })
+    .await
+    .expect("every duplicate refused while the first is held");
     app.gate.open();
     assert_eq!(first.await.unwrap().status, StatusCode::CREATED);
     assert_eq!(app.calls(), 1);
