@@ -77,7 +77,15 @@ impl std::error::Error for BuildError {}
 ///
 /// A scope must be chosen before [`build`](Self::build): either
 /// [`scope`](Self::scope), which keeps each principal's keys apart, or an
-/// explicit [`unscoped`](Self::unscoped).
+/// explicit [`unscoped`](Self::unscoped). Forgetting it does not compile:
+///
+/// ```compile_fail
+/// use idem::store::MemoryStore;
+/// use idem_http::IdempotencyLayer;
+///
+/// // error[E0599]: no method named `build` found for `IdempotencyLayerBuilder<MemoryStore, NoScope>`
+/// let layer = IdempotencyLayer::builder(MemoryStore::new()).build();
+/// ```
 #[must_use = "a builder does nothing until `.build()` is called"]
 pub struct IdempotencyLayerBuilder<S, Sc = NoScope> {
     store: S,
