@@ -248,6 +248,23 @@ async fn what_is_recorded_and_what_is_released() {
 }
 
 #[tokio::test]
+async fn a_handler_that_panics_gets_500_and_its_key_is_released() {
+    let app = App::open();
+    let server = serve(&app, layer()).await;
+    let mut conn = Conn::open(server.addr, Proto::Http1).await;
+    let r = conn.send(post("/panic", Some(b"p"), "alice", "{}")).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let problem: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(problem["type"]
+        .as_str()
+        .unwrap()
+        .ends_with("#handler-panicked"));
+    let r = conn.send(post("/panic", Some(b"p"), "alice", "{}")).await;
+    assert_eq!((r.status, r.text()), (StatusCode::OK, "run 2".to_string()));
+    assert_eq!(app.calls(), 2);
+}
+
+#[tokio::test]
 async fn bodies_over_the_caps() {
     for proto in PROTOS {
         let app = App::open();

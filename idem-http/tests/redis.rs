@@ -22,8 +22,13 @@ async fn store(redis: &Redis) -> RedisStore<redis::aio::ConnectionManager> {
 }
 
 async fn instance(redis: &Redis, app: &App) -> Server {
+    instance_failing_open(redis, app, false).await
+}
+
+async fn instance_failing_open(redis: &Redis, app: &App, fail_open: bool) -> Server {
     let layer = IdempotencyLayer::builder(store(redis).await)
         .scope(user)
+        .fail_open(fail_open)
         .concurrent(Concurrent::Wait {
             timeout: Duration::from_secs(30),
         })
@@ -94,4 +99,21 @@ async fn a_store_that_is_down_answers_503_and_the_handler_does_not_run() {
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();
     assert_eq!(conn.send(get).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_open_the_handler_runs_unrecorded_while_the_store_is_down() {
+    let mut redis = Redis::start();
+    let app = App::open();
+    let server = instance_failing_open(&redis, &app, true).await;
+    redis.kill();
+    let mut conn = Conn::open(server.addr, Proto::Http1).await;
+    for run in 1..=2 {
+        let r = conn
+            .send(post("/payments", Some(b"open"), "alice", "{}"))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        assert!(!r.replayed());
+        assert_eq!(app.calls(), run, "unprotected while the store is down");
+    }
 }

@@ -67,6 +67,7 @@ impl App {
             .route("/payments", routing::post(pay).get(list))
             .route("/fail", routing::post(fail))
             .route("/big", routing::post(big))
+            .route("/panic", routing::post(panics))
             .route("/status/{code}", routing::post(status))
             .with_state(self.clone())
             .layer(layer)
@@ -110,6 +111,14 @@ async fn list(State(app): State<App>) -> Response {
 async fn fail(State(app): State<App>) -> Response {
     let n = app.enter().await;
     (StatusCode::SERVICE_UNAVAILABLE, format!("failure {n}")).into_response()
+}
+
+async fn panics(State(app): State<App>) -> Response {
+    let n = app.enter().await;
+    if n == 1 {
+        panic!("the first call panics");
+    }
+    format!("run {n}").into_response()
 }
 
 /// A body of 100 kB.
