@@ -62,6 +62,21 @@
 //! closed; [`fail_open`](IdempotencyLayerBuilder::fail_open) runs it
 //! unprotected instead).
 //!
+//! # Keys
+//!
+//! A request's record is stored under its scope, its method, its path and
+//! the client's key together: the same key sent by two principals, or to
+//! `POST /payments` and `POST /refunds`, names two requests. The path is
+//! the request's own (`/orders/7`, not the route's pattern), and the query
+//! is left to the fingerprint, so a key reused with another query gets
+//! `422`.
+//!
+//! Events (the `tracing` crate, target `idem_http`) name a key by a hash,
+//! never by its value: keys can be secrets. Each keyed request logs its
+//! outcome (`Executed`, `Coalesced`, `Replayed`, `Waited`, `FailedOpen`)
+//! and the time the layer took, store included; refusals, store failures
+//! and responses too large to record have events of their own.
+//!
 //! # Expiry policy
 //!
 //! The draft asks a service to publish how long keys are kept. Here:
