@@ -1,7 +1,8 @@
 //! Issue 8, test 9: a lost or late reply. A TCP proxy between the store's
-//! connection and its Redis drops the connection after forwarding a
-//! command, once the command has run and before its reply reaches the
-//! client, or holds that reply past the client's response timeout. The
+//! connection and its Redis (`support/proxy.rs`) drops the connection
+//! after forwarding a command, once the command has run and before its
+//! reply reaches the client, or holds that reply past the client's
+//! response timeout. The
 //! caller gets [`StoreError::Unavailable`]; retrying under the same owner
 //! (claim) or lease (completion) recognises what already happened and goes
 //! on at once, instead of waiting for the lease to expire.
@@ -9,17 +10,15 @@
 mod support;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idem::durable::{Durable, DurableOutcome};
 use idem::store::{Claimed, Lease, Owner, Store, StoreError, StoreKey};
 use idem_redis::RedisStore;
+use support::proxy::{Fault, Proxy};
 use support::Server;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 /// Long enough that waiting it out instead of recognising the retry would
 /// fail the tests' bound on the retry.
@@ -28,135 +27,6 @@ const LEASE: Duration = Duration::from_secs(30);
 const AT_ONCE: Duration = Duration::from_secs(2);
 /// Every script call is an `EVALSHA` (redis-rs `Script`).
 const SCRIPT: &[u8] = b"EVALSHA";
-
-/// What the proxy does to the reply of the request it was told about.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    /// Closes the client's connection (and the server's) instead of
-    /// passing the reply on: the command ran, its reply is lost.
-    Drop,
-    /// Passes the reply on after this long.
-    Delay(Duration),
-}
-
-#[derive(Debug, Default)]
-struct Plan {
-    /// The next request whose bytes contain the needle gets the fault.
-    armed: Mutex<Option<(&'static [u8], Fault)>>,
-    /// How many faults were applied.
-    fired: AtomicUsize,
-}
-
-impl Plan {
-    /// The fault for a request, if it is the one armed (once).
-    fn take_for(&self, request: &[u8]) -> Option<Fault> {
-        let mut armed = self.armed.lock().unwrap();
-        let (needle, fault) = (*armed)?;
-        if request.windows(needle.len()).any(|w| w == needle) {
-            *armed = None;
-            Some(fault)
-        } else {
-            None
-        }
-    }
-}
-
-/// A TCP proxy on `127.0.0.1:0` to a Redis server, one task per client
-/// connection; stopped when dropped.
-struct Proxy {
-    addr: SocketAddr,
-    plan: Arc<Plan>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let plan = Arc::new(Plan::default());
-        let shared = Arc::clone(&plan);
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            while let Ok((client, _)) = listener.accept().await {
-                conns.spawn(pipe(client, upstream, Arc::clone(&shared)));
-            }
-        });
-        Self { addr, plan, task }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://{}/", self.addr)
-    }
-
-    /// Applies `fault` to the reply of the next request containing
-    /// `needle`.
-    fn arm(&self, needle: &'static [u8], fault: Fault) {
-        *self.plan.armed.lock().unwrap() = Some((needle, fault));
-    }
-
-    fn fired(&self) -> usize {
-        self.plan.fired.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        // Dropping the task drops its `JoinSet`, which aborts the pipes.
-        self.task.abort();
-    }
-}
-
-/// Copies bytes both ways between `client` and the server, applying the
-/// plan's fault to the reply of the armed request. Redis answers a
-/// connection's requests in order and the tests send one at a time, so
-/// the next bytes from the server after that request are its reply.
-async fn pipe(mut client: TcpStream, upstream: u16, plan: Arc<Plan>) {
-    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
-        return;
-    };
-    let mut request = vec![0_u8; 64 * 1024];
-    let mut reply = vec![0_u8; 64 * 1024];
-    let mut pending: Option<Fault> = None;
-    loop {
-        tokio::select! {
-            n = client.read(&mut request) => {
-                let n = match n {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                // Before forwarding: the reply cannot come first.
-                if pending.is_none() {
-                    pending = plan.take_for(&request[..n]);
-                }
-                if server.write_all(&request[..n]).await.is_err() {
-                    return;
-                }
-            }
-            n = server.read(&mut reply) => {
-                let n = match n {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                match pending.take() {
-                    Some(Fault::Drop) => {
-                        plan.fired.fetch_add(1, Ordering::SeqCst);
-                        // The command ran (this is its reply): both
-                        // connections close, the reply unsent.
-                        return;
-                    }
-                    Some(Fault::Delay(d)) => {
-                        plan.fired.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(d).await;
-                    }
-                    None => {}
-                }
-                if client.write_all(&reply[..n]).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
 
 /// A reconnecting connection through the proxy, with `response_timeout`
 /// (redis-rs's default, 500 ms, when `None`).
