@@ -1,6 +1,7 @@
 //! A worker process for idem-redis's cross-process tests
-//! (`tests/processes.rs`): a [`Durable`] on a [`RedisStore`], running
-//! duplicate calls of some keys, reporting on stdout.
+//! (`tests/processes.rs`, `tests/chaos.rs`): a [`Durable`] on a
+//! [`RedisStore`], running duplicate calls of some keys, reporting on
+//! stdout (or, in chaos mode, to a log file).
 //!
 //! ```text
 //! idem-redis-worker <redis-url> <namespace> [options]
@@ -15,6 +16,7 @@
 //!   --barrier        after READY, start when a line arrives on stdin
 //!   --consume S T    instead of calls: `--dups` concurrent consumes of the
 //!                    one-time token T in scope S
+//!   --chaos LOG      instead of calls: chaos mode, below
 //! ```
 //!
 //! Lines, each written whole:
@@ -31,14 +33,70 @@
 //!
 //! A work's value is `<pid>:<fence>`: who ran it, under which lease. Exits
 //! 0 once every call returned, whatever they returned.
+//!
+//! # Chaos mode
+//!
+//! `--chaos LOG` runs `--lanes` tasks, each calling one key after another
+//! until a line `stop` (or the end of stdin) arrives, then lets every
+//! call return, prints `END` and exits 0. A lane calls a key drawn from a
+//! window that slides with the wall clock, the same in every process:
+//! `k<i>` with `i = (now - epoch) / slot + r`, `r` drawn below `--window`,
+//! so the processes call the same few keys at a time and each key is
+//! called for about `window × slot`. Works take 20–200 ms; one in eight
+//! takes 500–1000 ms (longer than a lease: renewals hold it); one in
+//! sixteen fails after 10–100 ms (its key is released). Draws come from
+//! `--seed`.
+//!
+//! ```text
+//!   --seed N              the lanes' random draws (0)
+//!   --lanes N             concurrent calls (4)
+//!   --epoch-us N          the window's origin, µs since the Unix epoch (now)
+//!   --slot-ms N           how fast the window slides (100)
+//!   --window N            how many keys it holds (4)
+//!   --timeout-ms N        connecting and answering (200)
+//!   --call-timeout-ms N   the longest a call may take (20000)
+//! ```
+//!
+//! The connection reconnects: a request that fails on the connection (not
+//! a Redis error reply) drops it, and the next request opens another. Each
+//! line of LOG is written whole, with one `write` (a process killed after
+//! it returned loses nothing), and starts with the wall-clock time in µs
+//! since the Unix epoch, the clock Redis's `TIME`, and so the fencing
+//! tokens, come from:
+//!
+//! ```text
+//! <t> HELLO <pid>
+//! <t> START <key> <fence>                  the work began
+//! <t> WORKEND <key> <fence> held|lost ok|err
+//! <t> CLAIM <key> <sent> leased <fence>|record <fence>|running <ms>|mismatch|<error>
+//! <t> RENEW <key> <fence> <sent> ok|fenced|unavailable|corrupt
+//! <t> COMPLETE <key> <fence> <sent> ok|fenced|unavailable|corrupt
+//! <t> RELEASE <key> <fence> <sent> ok|fenced|unavailable|corrupt
+//! <t> DONE <key> <outcome> <fence>|- ok <value>
+//! <t> DONE <key> <outcome> <fence>|- err <error> [<details>]
+//! ```
+//!
+//! `CLAIM`…`RELEASE` are the store operations as the executor called
+//! them, `<sent>` the time each was sent, `<t>` the time its answer came
+//! (a store wrapper logs them). `DONE` names the fence of the work that
+//! call ran, or `-` (it joined another call, or ran nothing); `<error>` is
+//! `Failed`, `LeaseLost`, `Running`, `Store`, `Mismatch`, `Panicked`, or
+//! `TIMEOUT` when the call outlived `--call-timeout-ms`.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use idem::durable::{Durable, DurableError, Fence, OnRunning};
+use idem::store::{Claimed, Lease, Owner, Store, StoreError, StoreKey};
+use idem::Fingerprint;
 use idem_redis::RedisStore;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
+use tokio::sync::watch;
 
 #[derive(Debug)]
 struct Args {
@@ -52,6 +110,20 @@ struct Args {
     on_running: OnRunning,
     barrier: bool,
     consume: Option<(String, String)>,
+    chaos: Option<Chaos>,
+}
+
+/// The settings of chaos mode (see the crate docs).
+#[derive(Debug, Clone)]
+struct Chaos {
+    log: PathBuf,
+    seed: u64,
+    lanes: usize,
+    epoch_us: u64,
+    slot: Duration,
+    window: u64,
+    timeout: Duration,
+    call_timeout: Duration,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -70,7 +142,19 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         },
         barrier: false,
         consume: None,
+        chaos: None,
     };
+    let mut chaos = Chaos {
+        log: PathBuf::new(),
+        seed: 0,
+        lanes: 4,
+        epoch_us: now_us(),
+        slot: Duration::from_millis(100),
+        window: 4,
+        timeout: Duration::from_millis(200),
+        call_timeout: Duration::from_secs(20),
+    };
+    let mut chaos_mode = false;
     while let Some(flag) = args.next() {
         let mut value = |what: &str| -> Result<u64, String> {
             let v = args.next().ok_or_else(|| format!("{flag} needs {what}"))?;
@@ -98,8 +182,24 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 let token = args.next().ok_or("--consume needs a token")?;
                 a.consume = Some((scope, token));
             }
+            "--chaos" => {
+                chaos_mode = true;
+                chaos.log = args.next().ok_or("--chaos needs a log file")?.into();
+            }
+            "--seed" => chaos.seed = value("a number")?,
+            "--lanes" => {
+                chaos.lanes = usize::try_from(value("a count")?).map_err(|e| e.to_string())?;
+            }
+            "--epoch-us" => chaos.epoch_us = value("microseconds")?,
+            "--slot-ms" => chaos.slot = ms(value("milliseconds")?.max(1)),
+            "--window" => chaos.window = value("a count")?.max(1),
+            "--timeout-ms" => chaos.timeout = ms(value("milliseconds")?),
+            "--call-timeout-ms" => chaos.call_timeout = ms(value("milliseconds")?),
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if chaos_mode {
+        a.chaos = Some(chaos);
     }
     Ok(a)
 }
@@ -116,6 +216,9 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    if let Some(chaos) = &args.chaos {
+        return rt.block_on(chaos_mode(&args, chaos));
+    }
     let conn = match rt.block_on(connect(&args.url)) {
         Ok(conn) => conn,
         Err(e) => {
@@ -234,5 +337,359 @@ async fn calls(
     }
     while let Some(joined) = tasks.join_next().await {
         joined.expect("a call task panicked");
+    }
+}
+
+/// Microseconds since the Unix epoch: the clock of Redis's `TIME`.
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// A small deterministic generator (SplitMix64) for the lanes' draws.
+#[derive(Debug, Clone)]
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `lo..=hi`.
+    fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+/// The chaos log: one line per `write`, each with its time.
+#[derive(Debug)]
+struct Log(std::fs::File);
+
+impl Log {
+    fn line(&self, what: std::fmt::Arguments<'_>) {
+        let line = format!("{} {what}\n", now_us());
+        (&self.0)
+            .write_all(line.as_bytes())
+            .expect("writing the chaos log");
+    }
+}
+
+/// A connection that reconnects: a [`MultiplexedConnection`], replaced
+/// after a request fails on it (an I/O error, a timeout: anything but an
+/// error reply from Redis). redis-rs's `ConnectionManager` would do, but
+/// it is a feature this crate does not enable for its users.
+#[derive(Clone)]
+struct Reconnecting(Arc<ReconnectingInner>);
+
+struct ReconnectingInner {
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+    timeout: Duration,
+    /// The connection, and a number telling it from the ones before.
+    current: tokio::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
+    opened: AtomicU64,
+}
+
+impl Reconnecting {
+    fn new(url: &str, timeout: Duration) -> redis::RedisResult<Self> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        Ok(Self(Arc::new(ReconnectingInner {
+            client: redis::Client::open(url)?,
+            config,
+            timeout,
+            current: tokio::sync::Mutex::new(None),
+            opened: AtomicU64::new(0),
+        })))
+    }
+
+    /// The current connection, opened if there is none.
+    async fn get(&self) -> redis::RedisResult<(u64, MultiplexedConnection)> {
+        let mut current = self.0.current.lock().await;
+        if let Some((n, conn)) = &*current {
+            return Ok((*n, conn.clone()));
+        }
+        let open = self
+            .0
+            .client
+            .get_multiplexed_async_connection_with_config(&self.0.config);
+        let conn = tokio::time::timeout(self.0.timeout, open)
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        let n = self.0.opened.fetch_add(1, Ordering::Relaxed);
+        *current = Some((n, conn.clone()));
+        Ok((n, conn))
+    }
+
+    /// Drops connection `n` after `r` failed on it.
+    async fn check<T>(&self, n: u64, r: redis::RedisResult<T>) -> redis::RedisResult<T> {
+        if let Err(e) = &r {
+            if !matches!(e.kind(), redis::ErrorKind::Server(_)) {
+                let mut current = self.0.current.lock().await;
+                if current.as_ref().is_some_and(|(m, _)| *m == n) {
+                    *current = None;
+                }
+            }
+        }
+        r
+    }
+}
+
+impl ConnectionLike for Reconnecting {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let (n, mut conn) = self.get().await?;
+            let r = conn.req_packed_command(cmd).await;
+            self.check(n, r).await
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let (n, mut conn) = self.get().await?;
+            let r = conn.req_packed_commands(pipeline, offset, count).await;
+            self.check(n, r).await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+/// A store that logs every operation and its answer (chaos mode's
+/// `CLAIM`, `RENEW`, `COMPLETE`, `RELEASE` lines).
+struct Logged<S> {
+    inner: S,
+    log: Arc<Log>,
+}
+
+/// A fenced operation's answer, as logged.
+fn answer(r: &Result<(), StoreError>) -> &'static str {
+    match r {
+        Ok(()) => "ok",
+        Err(StoreError::Fenced) => "fenced",
+        Err(StoreError::Unavailable(_)) => "unavailable",
+        Err(_) => "corrupt",
+    }
+}
+
+impl<S: Store> Store for Logged<S> {
+    async fn claim(
+        &self,
+        key: StoreKey<'_>,
+        fingerprint: Option<Fingerprint>,
+        owner: Owner,
+        lease: Duration,
+    ) -> Result<Claimed, StoreError> {
+        let sent = now_us();
+        let r = self.inner.claim(key, fingerprint, owner, lease).await;
+        let what = match &r {
+            Ok(Claimed::Leased(lease)) => format!("leased {}", lease.fence),
+            Ok(Claimed::Completed(record)) => format!("record {}", record.fence),
+            Ok(Claimed::Running { retry_after }) => format!("running {}", retry_after.as_millis()),
+            Ok(Claimed::Mismatch) => "mismatch".to_owned(),
+            Ok(other) => format!("{other:?}"),
+            Err(StoreError::Unavailable(_)) => "unavailable".to_owned(),
+            Err(_) => "corrupt".to_owned(),
+        };
+        self.log
+            .line(format_args!("CLAIM {} {sent} {what}", key.key));
+        r
+    }
+
+    async fn renew(&self, key: StoreKey<'_>, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
+        let sent = now_us();
+        let r = self.inner.renew(key, lease, ttl).await;
+        self.log.line(format_args!(
+            "RENEW {} {} {sent} {}",
+            key.key,
+            lease.fence,
+            answer(&r)
+        ));
+        r
+    }
+
+    async fn complete(
+        &self,
+        key: StoreKey<'_>,
+        lease: &Lease,
+        payload: &[u8],
+        retain: Duration,
+    ) -> Result<(), StoreError> {
+        let sent = now_us();
+        let r = self.inner.complete(key, lease, payload, retain).await;
+        self.log.line(format_args!(
+            "COMPLETE {} {} {sent} {}",
+            key.key,
+            lease.fence,
+            answer(&r)
+        ));
+        r
+    }
+
+    async fn release(&self, key: StoreKey<'_>, lease: &Lease) -> Result<(), StoreError> {
+        let sent = now_us();
+        let r = self.inner.release(key, lease).await;
+        self.log.line(format_args!(
+            "RELEASE {} {} {sent} {}",
+            key.key,
+            lease.fence,
+            answer(&r)
+        ));
+        r
+    }
+}
+
+type ChaosDurable = Durable<Logged<RedisStore<Reconnecting>>, String, String>;
+
+/// Chaos mode: lanes of calls until `stop`, every step logged.
+async fn chaos_mode(args: &Args, chaos: &Chaos) -> ExitCode {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&chaos.log);
+    let log = match file {
+        Ok(file) => Arc::new(Log(file)),
+        Err(e) => {
+            eprintln!("idem-redis-worker: {}: {e}", chaos.log.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let conn = match Reconnecting::new(&args.url, chaos.timeout) {
+        Ok(conn) => conn,
+        Err(e) => {
+            eprintln!("idem-redis-worker: {}: {e}", args.url);
+            return ExitCode::from(2);
+        }
+    };
+    let store = Logged {
+        inner: RedisStore::new(conn),
+        log: Arc::clone(&log),
+    };
+    let durable: ChaosDurable = match Durable::builder(store)
+        .namespace(args.namespace.as_str())
+        .lease(args.lease)
+        .on_running(args.on_running)
+        .build()
+    {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("idem-redis-worker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let durable = Arc::new(durable);
+    log.line(format_args!("HELLO {}", std::process::id()));
+
+    // `stop` on stdin, or its end, stops the lanes.
+    let (stop_tx, stop) = watch::channel(false);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while std::io::stdin().lock().read_line(&mut line).is_ok_and(|n| n > 0) {
+            if line.trim() == "stop" {
+                break;
+            }
+            line.clear();
+        }
+        stop_tx.send_replace(true);
+    });
+    println!("READY {}", std::process::id());
+
+    let mut lanes = tokio::task::JoinSet::new();
+    for lane in 0..chaos.lanes {
+        let rng = SplitMix(chaos.seed ^ (lane as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
+        lanes.spawn(chaos_lane(
+            Arc::clone(&durable),
+            Arc::clone(&log),
+            chaos.clone(),
+            rng,
+            stop.clone(),
+        ));
+    }
+    while let Some(joined) = lanes.join_next().await {
+        joined.expect("a lane panicked");
+    }
+    println!("END");
+    ExitCode::SUCCESS
+}
+
+/// One lane: a call after another until stopped.
+async fn chaos_lane(
+    durable: Arc<ChaosDurable>,
+    log: Arc<Log>,
+    chaos: Chaos,
+    mut rng: SplitMix,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slot_us = u64::try_from(chaos.slot.as_micros()).unwrap_or(u64::MAX);
+    while !*stop.borrow_and_update() {
+        let index = now_us().saturating_sub(chaos.epoch_us) / slot_us + rng.next() % chaos.window;
+        let key = format!("k{index}");
+        // The work's plan: how long, and whether it fails.
+        let kind = rng.next() % 16;
+        let fails = kind == 0;
+        let work = Duration::from_millis(match kind {
+            0 => rng.between(10, 100),
+            1 | 2 => rng.between(500, 1000),
+            _ => rng.between(20, 200),
+        });
+        // The fence of the work this call ran, if it ran one.
+        let ran = Arc::new(AtomicU64::new(0));
+        let call = durable.run(&key, |fence: Fence| {
+            let (log, key, ran) = (Arc::clone(&log), key.clone(), Arc::clone(&ran));
+            async move {
+                let token = fence.token();
+                ran.store(token, Ordering::Relaxed);
+                log.line(format_args!("START {key} {token}"));
+                tokio::time::sleep(work).await;
+                let held = if fence.is_lost() { "lost" } else { "held" };
+                let ok = if fails { "err" } else { "ok" };
+                log.line(format_args!("WORKEND {key} {token} {held} {ok}"));
+                if fails {
+                    Err("injected failure".to_owned())
+                } else {
+                    Ok(format!("{}:{token}", std::process::id()))
+                }
+            }
+        });
+        let ended = tokio::time::timeout(chaos.call_timeout, call).await;
+        let fence = match ran.load(Ordering::Relaxed) {
+            0 => "-".to_owned(),
+            f => f.to_string(),
+        };
+        let (how, result) = match ended {
+            Ok((r, how)) => (
+                format!("{how:?}"),
+                match r {
+                    Ok(v) => format!("ok {v}"),
+                    Err(DurableError::Failed(e)) => format!("err Failed {e}"),
+                    Err(DurableError::LeaseLost) => "err LeaseLost".to_owned(),
+                    Err(DurableError::Running { retry_after }) => {
+                        format!("err Running {}", retry_after.as_millis())
+                    }
+                    Err(DurableError::Store(e)) => format!("err Store {e}"),
+                    Err(DurableError::Mismatch) => "err Mismatch".to_owned(),
+                    Err(DurableError::Panicked(p)) => format!("err Panicked {p}"),
+                    Err(e) => format!("err Other {e:?}"),
+                },
+            ),
+            Err(_) => ("-".to_owned(), "err TIMEOUT".to_owned()),
+        };
+        log.line(format_args!("DONE {key} {how} {fence} {result}"));
+        // A breath between calls, cut short by `stop`.
+        let pause = Duration::from_millis(rng.between(0, 20));
+        let _ = tokio::time::timeout(pause, stop.changed()).await;
     }
 }
