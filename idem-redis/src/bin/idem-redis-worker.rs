@@ -509,7 +509,12 @@ impl<S: Store> Store for Logged<S> {
         r
     }
 
-    async fn renew(&self, key: StoreKey<'_>, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
+    async fn renew(
+        &self,
+        key: StoreKey<'_>,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let sent = now_us();
         let r = self.inner.renew(key, lease, ttl).await;
         self.log.line(format_args!(
@@ -597,7 +602,11 @@ async fn chaos_mode(args: &Args, chaos: &Chaos) -> ExitCode {
     let (stop_tx, stop) = watch::channel(false);
     std::thread::spawn(move || {
         let mut line = String::new();
-        while std::io::stdin().lock().read_line(&mut line).is_ok_and(|n| n > 0) {
+        while std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .is_ok_and(|n| n > 0)
+        {
             if line.trim() == "stop" {
                 break;
             }
