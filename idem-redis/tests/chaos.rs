@@ -18,6 +18,10 @@
 //! the test. Nothing hangs: every call has a timeout in the worker, every
 //! run one here, and every process is killed when its handle drops.
 //!
+//! A seed fixes the persistence, the fault schedule (each kind of fault
+//! at least once: see [`Plan::draw`]) and the workers' draws (keys, work
+//! lengths, failures); the interleaving of real processes is not fixed,
+//! so a seed replays the same faults, not the same run.
 //! `IDEM_CHAOS_SEED=<n or 0xhex> cargo test -p idem-redis --test chaos --
 //! --nocapture` runs one seed; every failure names its seed.
 //!
@@ -52,6 +56,18 @@
 //!    Redis. A process that was not killed must have logged a result for
 //!    every work it ran.
 //!
+//! Also, a renewal of A acknowledged although it was sent after B's claim
+//! is a violation (Redis must have refused it), and two works under one
+//! fence are.
+//!
+//! Where the logs cannot tell, the check gives the benefit of the doubt,
+//! and says so: a completion whose answer was lost (the owner killed
+//! while completing, or `Unavailable`) may have written A's record; if
+//! nobody ever saw that record, B is allowed by rule 2 alone (A's lease
+//! had ended). A store that wrote such a record and ran B anyway is still
+//! caught by any replay of that record (rule 1), or at the end if Redis
+//! still holds it (a stale record, below).
+//!
 //! And at the end, read from Redis: a key's record, if any, carries the
 //! fence of the key's last execution (an earlier one means a stale
 //! completion was accepted, or a record was not respected), and a record
@@ -65,7 +81,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -329,14 +345,16 @@ struct Exec {
     pid: u32,
     fence: u64,
     start: u64,
-    /// When the work ended, whether its fence was lost, whether it failed.
-    workend: Option<(u64, bool, bool)>,
+    /// When the work ended, and whether it failed (then its key is
+    /// released).
+    workend: Option<(u64, bool)>,
     /// Send times of the renewals answered `ok`.
     renewed: Vec<u64>,
     completes: Vec<Op>,
     releases: Vec<Op>,
-    /// The result of the call that ran it: `(time, outcome, result)`.
-    done: Option<(u64, String, String)>,
+    /// When the call that ran it returned, and what: `ok <value>` or
+    /// `err <error>`.
+    done: Option<(u64, String)>,
 }
 
 /// What the check found.
@@ -486,9 +504,8 @@ fn parse(h: &History) -> Result<Parsed, String> {
                         ));
                     }
                 }
-                ["WORKEND", key, fence, held, ok] => {
-                    exec_of(&mut p.execs, inc, key, fence, line)?.workend =
-                        Some((t, held == "lost", ok == "err"));
+                ["WORKEND", key, fence, _held, ok] => {
+                    exec_of(&mut p.execs, inc, key, fence, line)?.workend = Some((t, ok == "err"));
                 }
                 ["RENEW", key, fence, sent, answer] => {
                     let sent = number(sent, line)?;
@@ -529,7 +546,7 @@ fn parse(h: &History) -> Result<Parsed, String> {
                         if e.done.is_some() {
                             return Err(at("a second result for one work"));
                         }
-                        e.done = Some((t, how.to_owned(), result.clone()));
+                        e.done = Some((t, result.clone()));
                     }
                     p.calls.push((i.name.clone(), how.to_owned(), result));
                 }
@@ -559,7 +576,7 @@ fn lease_end(a: &Exec, killed: bool, lease_us: u64, before: u64) -> u64 {
         .map(|op| op.sent)
         .min();
     if released.is_none() && killed && a.done.is_none() {
-        released = a.workend.filter(|w| w.2).map(|w| w.0);
+        released = a.workend.filter(|&(_, failed)| failed).map(|(at, _)| at);
     }
     released.map_or(held, |r| held.min(r))
 }
@@ -767,7 +784,7 @@ fn check(h: &History) -> Verdict {
 /// nothing explains it.
 fn fate(h: &History, a: &Exec) -> Option<Reason> {
     let inc = &h.incarnations[a.inc];
-    let Some((ended, _, result)) = &a.done else {
+    let Some((ended, result)) = &a.done else {
         return inc.killed.map(|_| match a.workend {
             None => Reason::KilledMidWork,
             Some(_) => Reason::KilledCompleting,
@@ -810,7 +827,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn spawn(name: String, url: &str, ns: &str, log: &PathBuf, seed: u64, epoch_us: u64) -> Self {
+    fn spawn(name: String, url: &str, ns: &str, log: &Path, seed: u64, epoch_us: u64) -> Self {
         let n = |v: u64| v.to_string();
         let mut child = Command::new(WORKER)
             .arg(url)
@@ -914,154 +931,192 @@ impl Drop for ReplayHint {
     }
 }
 
-/// Runs `plan` against a fresh Redis and workers: its history.
-async fn run(plan: &Plan) -> History {
-    let mut args = vec!["--appendonly", "no"];
-    if plan.aof {
-        args = vec!["--appendonly", "yes", "--appendfsync", "always"];
+/// A run in progress: Redis, the proxy, the workers, what happened.
+struct Run<'p> {
+    plan: &'p Plan,
+    server: Server,
+    proxy: Proxy,
+    ns: String,
+    /// The workers' logs.
+    logs: TempDir,
+    /// When the key window starts sliding.
+    epoch: u64,
+    /// Each slot's current process, and its index in
+    /// `history.incarnations`.
+    workers: Vec<(Worker, usize)>,
+    history: History,
+}
+
+impl<'p> Run<'p> {
+    async fn start(plan: &'p Plan) -> Self {
+        let persistence: &[&str] = if plan.aof {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
+        let server = Server::start_with(persistence);
+        let proxy = Proxy::start(server.port()).await;
+        let mut run = Self {
+            plan,
+            server,
+            proxy,
+            ns: namespace("chaos"),
+            logs: TempDir::new("chaos-logs"),
+            epoch: now_us(),
+            workers: Vec::new(),
+            history: History {
+                lease_us: LEASE_MS * 1000,
+                aof: plan.aof,
+                ..History::default()
+            },
+        };
+        for slot in 0..WORKERS {
+            let worker = run.spawn(slot).await;
+            run.workers.push(worker);
+        }
+        run
     }
-    let mut server = Server::start_with(&args);
-    let proxy = Proxy::start(server.port()).await;
-    let ns = namespace("chaos");
-    let logs = TempDir::new("chaos-logs");
-    let epoch = now_us();
-    let mut h = History {
-        lease_us: LEASE_MS * 1000,
-        aof: plan.aof,
-        ..History::default()
-    };
-    // Worker slot `slot`'s current process: its index in `h.incarnations`.
-    let mut current = Vec::new();
-    let spawn = |h: &mut History, slot: usize| {
-        let n = h
-            .incarnations
+
+    fn log_of(&self, inc: usize) -> PathBuf {
+        let name = &self.history.incarnations[inc].name;
+        self.logs.path().join(format!("{name}.log"))
+    }
+
+    /// A new process for worker slot `slot`, once it is ready.
+    async fn spawn(&mut self, slot: usize) -> (Worker, usize) {
+        let incs = &mut self.history.incarnations;
+        let n = incs
             .iter()
             .filter(|i| i.name.starts_with(&format!("w{slot}.")))
             .count();
-        let name = format!("w{slot}.{n}");
-        let log = logs.path().join(format!("{name}.log"));
-        let seed = plan.seed ^ ((slot as u64) << 32) ^ ((n as u64) << 48);
-        let worker = Worker::spawn(
-            format!("seed {:#x} worker {name}", plan.seed),
-            &proxy.url(),
-            &ns,
-            &log,
-            seed,
-            epoch,
-        );
-        h.incarnations.push(Incarnation {
-            name,
+        incs.push(Incarnation {
+            name: format!("w{slot}.{n}"),
             ..Incarnation::default()
         });
-        (worker, h.incarnations.len() - 1, log)
-    };
-    let mut workers = Vec::new();
-    for slot in 0..WORKERS {
-        let (w, inc, log) = spawn(&mut h, slot);
-        workers.push(w);
-        current.push((inc, log));
+        let inc = incs.len() - 1;
+        let mut worker = Worker::spawn(
+            format!("seed {:#x} worker w{slot}.{n}", self.plan.seed),
+            &self.proxy.url(),
+            &self.ns,
+            &self.log_of(inc),
+            self.plan.seed ^ ((slot as u64) << 32) ^ ((n as u64) << 48),
+            self.epoch,
+        );
+        worker.expect("READY").await;
+        (worker, inc)
     }
-    let mut paths: Vec<PathBuf> = current.iter().map(|(_, p)| p.clone()).collect();
-    for w in &mut workers {
-        w.expect("READY").await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
-    for &(calm, fault) in &plan.steps {
-        tokio::time::sleep(calm).await;
+    /// Injects `fault`, and records when.
+    async fn inject(&mut self, fault: Fault) {
         let from = now_us();
+        let h = &mut self.history;
         match fault {
             Fault::Kill { worker, down } => {
-                workers[worker].kill9().await;
-                h.incarnations[current[worker].0].killed = Some(Span { from, to: now_us() });
+                let (w, inc) = &mut self.workers[worker];
+                w.kill9().await;
+                h.incarnations[*inc].killed = Some(Span { from, to: now_us() });
                 tokio::time::sleep(down).await;
-                let (w, inc, log) = spawn(&mut h, worker);
-                workers[worker] = w;
-                workers[worker].expect("READY").await;
-                paths.push(log.clone());
-                current[worker] = (inc, log);
+                self.workers[worker] = self.spawn(worker).await;
             }
             Fault::Pause { worker, span } => {
-                workers[worker].signal("STOP").await;
+                let (w, inc) = &self.workers[worker];
+                w.signal("STOP").await;
                 tokio::time::sleep(span).await;
-                workers[worker].signal("CONT").await;
+                w.signal("CONT").await;
                 let to = now_us();
-                h.incarnations[current[worker].0]
-                    .paused
-                    .push(Span { from, to });
+                h.incarnations[*inc].paused.push(Span { from, to });
             }
             Fault::Cut => {
-                proxy.cut();
+                self.proxy.cut();
                 h.proxy.push(("cut", Span { from, to: now_us() }));
             }
             Fault::Delay { delay, span } => {
-                proxy.set_delay(delay);
+                self.proxy.set_delay(delay);
                 tokio::time::sleep(span).await;
-                proxy.set_delay(Duration::ZERO);
+                self.proxy.set_delay(Duration::ZERO);
                 h.proxy.push(("delay", Span { from, to: now_us() }));
             }
             Fault::Blackhole { span } => {
-                proxy.set_blackhole(true);
+                self.proxy.set_blackhole(true);
                 tokio::time::sleep(span).await;
-                proxy.set_blackhole(false);
+                self.proxy.set_blackhole(false);
                 h.proxy.push(("blackhole", Span { from, to: now_us() }));
             }
             Fault::Restart { down } => {
-                tokio::task::block_in_place(|| server.kill());
+                // `kill` and `start_again` wait for the process, blocking.
+                tokio::task::block_in_place(|| self.server.kill());
                 let gone = now_us();
                 tokio::time::sleep(down).await;
-                tokio::task::block_in_place(|| server.start_again());
+                tokio::task::block_in_place(|| self.server.start_again());
                 h.restarts.push((Span { from, to: gone }, now_us()));
             }
         }
     }
-    // The takeovers the last faults caused, then the end.
-    tokio::time::sleep(Duration::from_millis(2 * LEASE_MS)).await;
-    for w in &mut workers {
-        w.stop().await;
-    }
-    for (inc, path) in paths.iter().enumerate() {
-        h.incarnations[inc].log = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("seed {:#x}: reading {}: {e}", plan.seed, path.display()));
-    }
 
-    // The records Redis holds at the end, read around the proxy.
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| panic!("seed {:#x}: connecting to Redis: {e}", plan.seed));
-    let store = RedisStore::new(conn.clone());
-    let keys: BTreeSet<String> = h
-        .incarnations
-        .iter()
-        .flat_map(|i| i.log.lines())
-        .filter_map(|l| match fields(l).ok()?.1[..] {
-            ["START", key, _] => Some(key.to_owned()),
-            _ => None,
-        })
-        .collect();
-    for key in keys {
-        let redis_key = store.record_key(StoreKey {
-            namespace: &ns,
-            key: &key,
-        });
-        let raw: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(redis_key)
-            .query_async(&mut conn)
+    /// Stops the workers, and reads their logs and Redis's records.
+    async fn finish(mut self) -> History {
+        let seed = self.plan.seed;
+        for (w, _) in &mut self.workers {
+            w.stop().await;
+        }
+        for inc in 0..self.history.incarnations.len() {
+            let path = self.log_of(inc);
+            self.history.incarnations[inc].log = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("seed {seed:#x}: reading {}: {e}", path.display()));
+        }
+        // The records Redis holds at the end, read around the proxy.
+        let mut conn = redis::Client::open(self.server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
             .await
-            .unwrap_or_else(|e| panic!("seed {:#x}: reading {key}'s record: {e}", plan.seed));
-        let fence = raw.map(|raw| {
-            let header = String::from_utf8_lossy(&raw);
-            header
-                .strip_prefix("idem1 ")
-                .and_then(|rest| rest.split(' ').next()?.parse().ok())
-                .unwrap_or_else(|| panic!("seed {:#x}: {key}'s record: {header:?}", plan.seed))
-        });
-        h.records.insert(key, fence);
+            .unwrap_or_else(|e| panic!("seed {seed:#x}: connecting to Redis: {e}"));
+        let store = RedisStore::new(conn.clone());
+        let keys: BTreeSet<String> = self
+            .history
+            .incarnations
+            .iter()
+            .flat_map(|i| i.log.lines())
+            .filter_map(|l| match fields(l).ok()?.1[..] {
+                ["START", key, _] => Some(key.to_owned()),
+                _ => None,
+            })
+            .collect();
+        for key in keys {
+            let redis_key = store.record_key(StoreKey {
+                namespace: &self.ns,
+                key: &key,
+            });
+            let raw: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(redis_key)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("seed {seed:#x}: reading {key}'s record: {e}"));
+            // `idem1 <fence> <fingerprint>\n<payload>`
+            let fence = raw.map(|raw| {
+                let header = String::from_utf8_lossy(&raw);
+                header
+                    .strip_prefix("idem1 ")
+                    .and_then(|rest| rest.split(' ').next()?.parse().ok())
+                    .unwrap_or_else(|| panic!("seed {seed:#x}: {key}'s record: {header:?}"))
+            });
+            self.history.records.insert(key, fence);
+        }
+        self.history
     }
-    drop(proxy);
-    h
+}
+
+/// Runs `plan` against a fresh Redis and workers: its history.
+async fn run(plan: &Plan) -> History {
+    let mut run = Run::start(plan).await;
+    // Works in flight before the first fault.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for &(calm, fault) in &plan.steps {
+        tokio::time::sleep(calm).await;
+        run.inject(fault).await;
+    }
+    // The takeovers the last faults cause, then the end.
+    tokio::time::sleep(Duration::from_millis(2 * LEASE_MS)).await;
+    run.finish().await
 }
 
 async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
