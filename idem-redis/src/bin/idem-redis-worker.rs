@@ -45,7 +45,8 @@
 //! called for about `window × slot`. Works take 20–200 ms; one in eight
 //! takes 500–1000 ms (longer than a lease: renewals hold it); one in
 //! sixteen fails after 10–100 ms (its key is released). Draws come from
-//! `--seed`.
+//! `--seed`; `--lease-ms` and `--wait-ms` (or `--reject`) apply as in the
+//! other modes.
 //!
 //! ```text
 //!   --seed N              the lanes' random draws (0)
@@ -58,7 +59,8 @@
 //! ```
 //!
 //! The connection reconnects: a request that fails on the connection (not
-//! a Redis error reply) drops it, and the next request opens another. Each
+//! a Redis error reply) drops it, and the next request opens another;
+//! `--timeout-ms` bounds connecting and each answer. Each
 //! line of LOG is written whole, with one `write` (a process killed after
 //! it returned loses nothing), and starts with the wall-clock time in µs
 //! since the Unix epoch, the clock Redis's `TIME`, and so the fencing
@@ -113,7 +115,7 @@ struct Args {
     chaos: Option<Chaos>,
 }
 
-/// The settings of chaos mode (see the crate docs).
+/// The settings of chaos mode (see the module docs).
 #[derive(Debug, Clone)]
 struct Chaos {
     log: PathBuf,
