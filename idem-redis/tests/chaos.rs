@@ -45,8 +45,8 @@
 //!    B's fence must be at least the end A's lease had for sure, the
 //!    latest of A's claim and its acknowledged renewals' send times, plus
 //!    the lease (a renewal is applied after it is sent; an unacknowledged
-//!    one is not counted, which only makes this bound lower). A release
-//!    A sent (after its work failed) ends it earlier. Only a restart
+//!    one is not counted, which only makes this bound lower). If A's work
+//!    failed, its release may end it from the work's end. Only a restart
 //!    without persistence between the two claims excuses a B before
 //!    that bound.
 //! 3. **A's fate** names the reason: killed mid-work (no `WORKEND`), killed
@@ -192,16 +192,20 @@ struct Plan {
     /// Redis with `--appendonly yes --appendfsync always`, or without
     /// persistence.
     aof: bool,
+    /// The workers' connections speak RESP3, or RESP2.
+    resp3: bool,
     /// Each fault, after a pause.
     steps: Vec<(Duration, Fault)>,
 }
 
 impl Plan {
-    /// The persistence (the first draw), then every kind of fault once and
-    /// two more drawn at random, shuffled, each after 150–450 ms of calm.
+    /// The persistence (the first draw) and the protocol (the second),
+    /// then every kind of fault once and two more drawn at random,
+    /// shuffled, each after 150–450 ms of calm.
     fn draw(seed: u64) -> Self {
         let mut rng = SplitMix(seed);
         let aof = rng.next() % 2 == 1;
+        let resp3 = rng.next() % 2 == 1;
         let lease = Duration::from_millis(LEASE_MS);
         let draw_fault = |rng: &mut SplitMix, kind: usize| match kind {
             0 => Fault::Kill {
@@ -234,7 +238,12 @@ impl Plan {
             .into_iter()
             .map(|kind| (rng.ms(150, 450), draw_fault(&mut rng, kind)))
             .collect();
-        Self { seed, aof, steps }
+        Self {
+            seed,
+            aof,
+            resp3,
+            steps,
+        }
     }
 }
 
@@ -245,7 +254,8 @@ impl fmt::Display for Plan {
         } else {
             "no persistence"
         };
-        write!(f, "seed {:#x} ({persistence}):", self.seed)?;
+        let protocol = if self.resp3 { "RESP3" } else { "RESP2" };
+        write!(f, "seed {:#x} ({persistence}, {protocol}):", self.seed)?;
         for (calm, fault) in &self.steps {
             write!(f, " +{}ms {fault};", calm.as_millis())?;
         }
@@ -330,13 +340,6 @@ impl fmt::Display for Reason {
     }
 }
 
-/// A fenced store operation, as a worker logged it.
-#[derive(Debug, Clone)]
-struct Op {
-    sent: u64,
-    answer: String,
-}
-
 /// One execution of a key: a work that began under a lease.
 #[derive(Debug, Default)]
 struct Exec {
@@ -350,8 +353,8 @@ struct Exec {
     workend: Option<(u64, bool)>,
     /// Send times of the renewals answered `ok`.
     renewed: Vec<u64>,
-    completes: Vec<Op>,
-    releases: Vec<Op>,
+    /// Whether its completion was acknowledged (`COMPLETE … ok`).
+    completed: bool,
     /// When the call that ran it returned, and what: `ok <value>` or
     /// `err <error>`.
     done: Option<(u64, String)>,
@@ -514,16 +517,10 @@ fn parse(h: &History) -> Result<Parsed, String> {
                         e.renewed.push(sent);
                     }
                 }
-                [what @ ("COMPLETE" | "RELEASE"), key, fence, sent, answer] => {
-                    let op = Op {
-                        sent: number(sent, line)?,
-                        answer: answer.to_owned(),
-                    };
+                [what @ ("COMPLETE" | "RELEASE"), key, fence, _sent, answer] => {
                     let e = exec_of(&mut p.execs, inc, key, fence, line)?;
-                    if what == "COMPLETE" {
-                        e.completes.push(op);
-                    } else {
-                        e.releases.push(op);
+                    if what == "COMPLETE" && answer == "ok" {
+                        e.completed = true;
                     }
                 }
                 ["CLAIM", key, _, "record", fence] => {
@@ -562,23 +559,17 @@ fn parse(h: &History) -> Result<Parsed, String> {
 
 /// The end `a`'s lease had for sure, as seen from a claim at `before`:
 /// its claim or its latest acknowledged renewal sent before then (a
-/// renewal is applied after it is sent), plus the lease; or earlier, a
-/// release it sent (answered or not: it may have been applied). A process
-/// killed after its work failed may have sent its release without logging
-/// it: then the work's end.
-fn lease_end(a: &Exec, killed: bool, lease_us: u64, before: u64) -> u64 {
+/// renewal is applied after it is sent), plus the lease. After a failed
+/// work, earlier: its release, sent after the work's end (the executor
+/// may send it from a task of its own, which a process that exits or is
+/// killed may not have logged).
+fn lease_end(a: &Exec, lease_us: u64, before: u64) -> u64 {
     let renewed = a.renewed.iter().filter(|&&sent| sent < before);
     let held = renewed.fold(a.fence, |end, &sent| end.max(sent)) + lease_us;
-    let mut released = a
-        .releases
-        .iter()
-        .filter(|op| op.answer != "fenced")
-        .map(|op| op.sent)
-        .min();
-    if released.is_none() && killed && a.done.is_none() {
-        released = a.workend.filter(|&(_, failed)| failed).map(|(at, _)| at);
+    match a.workend {
+        Some((ended, true)) => held.min(ended),
+        _ => held,
     }
-    released.map_or(held, |r| held.min(r))
 }
 
 /// Checks the invariant on a run's history (see the module docs).
@@ -694,8 +685,7 @@ fn check(h: &History) -> Verdict {
             }
             // 1. A's record existed: only a restart without persistence
             // excuses B.
-            let recorded = a.completes.iter().any(|op| op.answer == "ok")
-                || records.contains(&(key.clone(), a.fence));
+            let recorded = a.completed || records.contains(&(key.clone(), a.fence));
             if recorded {
                 if lost {
                     v.allow(Reason::RecordLostInRestart);
@@ -718,7 +708,7 @@ fn check(h: &History) -> Verdict {
                 v.allow(Reason::LeaseLostInRestart);
                 continue;
             }
-            let end = lease_end(a, killed(a), h.lease_us, b.fence);
+            let end = lease_end(a, h.lease_us, b.fence);
             if b.fence + TOL_US < end {
                 v.fail(
                     "ran again during a lease",
@@ -763,7 +753,7 @@ fn check(h: &History) -> Verdict {
             ),
             Some(_) => {}
             None => {
-                let acknowledged = last.completes.iter().any(|op| op.answer == "ok");
+                let acknowledged = last.completed;
                 if acknowledged && !lost_between(last.fence, u64::MAX - TOL_US) {
                     v.fail(
                         "an acknowledged record gone",
@@ -994,9 +984,13 @@ impl<'p> Run<'p> {
             ..Incarnation::default()
         });
         let inc = incs.len() - 1;
+        let mut url = self.proxy.url();
+        if self.plan.resp3 {
+            url.push_str("?protocol=resp3");
+        }
         let mut worker = Worker::spawn(
             format!("seed {:#x} worker w{slot}.{n}", self.plan.seed),
-            &self.proxy.url(),
+            &url,
             &self.ns,
             &self.log_of(inc),
             self.plan.seed ^ ((slot as u64) << 32) ^ ((n as u64) << 48),
@@ -1186,11 +1180,13 @@ async fn chaos_keeps_each_key_executed_once_unless_its_lease_ended() {
     }
 }
 
-/// The fixed seeds run both kinds of Redis.
+/// The fixed seeds run both persistences and both protocols.
 #[test]
-fn the_fixed_seeds_cover_both_persistences() {
-    let aof: BTreeSet<bool> = SEEDS.iter().map(|&s| Plan::draw(s).aof).collect();
-    assert_eq!(aof.len(), 2, "{SEEDS:x?}");
+fn the_fixed_seeds_cover_both_persistences_and_protocols() {
+    let plans: Vec<Plan> = SEEDS.iter().map(|&s| Plan::draw(s)).collect();
+    let aof: BTreeSet<bool> = plans.iter().map(|p| p.aof).collect();
+    let resp3: BTreeSet<bool> = plans.iter().map(|p| p.resp3).collect();
+    assert_eq!((aof.len(), resp3.len()), (2, 2), "{SEEDS:x?}");
 }
 
 // The check itself, on hand-written logs (times in µs, a 400 ms lease):

@@ -58,9 +58,11 @@
 //!   --call-timeout-ms N   the longest a call may take (20000)
 //! ```
 //!
-//! The connection reconnects: a request that fails on the connection (not
-//! a Redis error reply) drops it, and the next request opens another;
-//! `--timeout-ms` bounds connecting and each answer. Each
+//! The connection is the one idem-redis recommends, redis-rs's
+//! `ConnectionManager` (on RESP3 if the URL has `?protocol=resp3`): it
+//! connects on first use and reconnects after a failure, once per request
+//! (no reconnection storm under chaos); `--timeout-ms` bounds connecting
+//! and each answer. Each
 //! line of LOG is written whole, with one `write` (a process killed after
 //! it returned loses nothing), and starts with the wall-clock time in µs
 //! since the Unix epoch, the clock Redis's `TIME`, and so the fencing
@@ -96,8 +98,7 @@ use idem::durable::{Durable, DurableError, Fence, OnRunning};
 use idem::store::{Claimed, Lease, Owner, Store, StoreError, StoreKey};
 use idem::Fingerprint;
 use idem_redis::RedisStore;
-use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
 #[derive(Debug)]
@@ -381,95 +382,6 @@ impl Log {
     }
 }
 
-/// A connection that reconnects: a [`MultiplexedConnection`], replaced
-/// after a request fails on it (an I/O error, a timeout: anything but an
-/// error reply from Redis). redis-rs's `ConnectionManager` would do, but
-/// it is a feature this crate does not enable for its users.
-#[derive(Clone)]
-struct Reconnecting(Arc<ReconnectingInner>);
-
-struct ReconnectingInner {
-    client: redis::Client,
-    config: AsyncConnectionConfig,
-    timeout: Duration,
-    /// The connection, and a number telling it from the ones before.
-    current: tokio::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
-    opened: AtomicU64,
-}
-
-impl Reconnecting {
-    fn new(url: &str, timeout: Duration) -> redis::RedisResult<Self> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        Ok(Self(Arc::new(ReconnectingInner {
-            client: redis::Client::open(url)?,
-            config,
-            timeout,
-            current: tokio::sync::Mutex::new(None),
-            opened: AtomicU64::new(0),
-        })))
-    }
-
-    /// The current connection, opened if there is none.
-    async fn get(&self) -> redis::RedisResult<(u64, MultiplexedConnection)> {
-        let mut current = self.0.current.lock().await;
-        if let Some((n, conn)) = &*current {
-            return Ok((*n, conn.clone()));
-        }
-        let open = self
-            .0
-            .client
-            .get_multiplexed_async_connection_with_config(&self.0.config);
-        let conn = tokio::time::timeout(self.0.timeout, open)
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let n = self.0.opened.fetch_add(1, Ordering::Relaxed);
-        *current = Some((n, conn.clone()));
-        Ok((n, conn))
-    }
-
-    /// Drops connection `n` after `r` failed on it.
-    async fn check<T>(&self, n: u64, r: redis::RedisResult<T>) -> redis::RedisResult<T> {
-        if let Err(e) = &r {
-            if !matches!(e.kind(), redis::ErrorKind::Server(_)) {
-                let mut current = self.0.current.lock().await;
-                if current.as_ref().is_some_and(|(m, _)| *m == n) {
-                    *current = None;
-                }
-            }
-        }
-        r
-    }
-}
-
-impl ConnectionLike for Reconnecting {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let (n, mut conn) = self.get().await?;
-            let r = conn.req_packed_command(cmd).await;
-            self.check(n, r).await
-        })
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let (n, mut conn) = self.get().await?;
-            let r = conn.req_packed_commands(pipeline, offset, count).await;
-            self.check(n, r).await
-        })
-    }
-
-    fn get_db(&self) -> i64 {
-        0
-    }
-}
-
 /// A store that logs every operation and its answer (chaos mode's
 /// `CLAIM`, `RENEW`, `COMPLETE`, `RELEASE` lines).
 struct Logged<S> {
@@ -559,7 +471,7 @@ impl<S: Store> Store for Logged<S> {
     }
 }
 
-type ChaosDurable = Durable<Logged<RedisStore<Reconnecting>>, String, String>;
+type ChaosDurable = Durable<Logged<RedisStore<ConnectionManager>>, String, String>;
 
 /// Chaos mode: lanes of calls until `stop`, every step logged.
 async fn chaos_mode(args: &Args, chaos: &Chaos) -> ExitCode {
@@ -574,7 +486,16 @@ async fn chaos_mode(args: &Args, chaos: &Chaos) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let conn = match Reconnecting::new(&args.url, chaos.timeout) {
+    // What idem-redis recommends: a ConnectionManager (RESP3 if the URL
+    // says so), connecting on first use and reconnecting after that.
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(chaos.timeout))
+        .set_response_timeout(Some(chaos.timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(chaos.timeout);
+    let conn = redis::Client::open(args.url.as_str())
+        .and_then(|client| ConnectionManager::new_lazy_with_config(client, config));
+    let conn = match conn {
         Ok(conn) => conn,
         Err(e) => {
             eprintln!("idem-redis-worker: {}: {e}", args.url);
