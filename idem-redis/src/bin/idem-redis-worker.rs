@@ -60,9 +60,9 @@
 //!
 //! The connection is the one idem-redis recommends, redis-rs's
 //! `ConnectionManager` (on RESP3 if the URL has `?protocol=resp3`): it
-//! connects on first use and reconnects after a failure, once per request
-//! (no reconnection storm under chaos); `--timeout-ms` bounds connecting
-//! and each answer. Each
+//! connects on first use and reconnects after the connection fails, with
+//! one retry of a failed attempt; `--timeout-ms` bounds connecting and
+//! each answer. Each
 //! line of LOG is written whole, with one `write` (a process killed after
 //! it returned loses nothing), and starts with the wall-clock time in µs
 //! since the Unix epoch, the clock Redis's `TIME`, and so the fencing
