@@ -1,6 +1,6 @@
 //! Parsing the attribute's options: `key = <expr>`, `fingerprint = <expr>`,
 //! `ttl = "30s" | <expr>`, `max_entries = <expr>`, `eviction = "never" | "adaptive"`,
-//! `max_in_flight = <expr>`, `flight = <expr>`, `detached`.
+//! `max_in_flight = <expr>`, `flight = <expr>`, `fence = <name>`, `detached`.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
@@ -18,6 +18,7 @@ mod kw {
     syn::custom_keyword!(eviction);
     syn::custom_keyword!(max_in_flight);
     syn::custom_keyword!(flight);
+    syn::custom_keyword!(fence);
     syn::custom_keyword!(detached);
 }
 
@@ -25,7 +26,7 @@ mod kw {
 pub(crate) const ACCEPTED: &str = "accepted options: `key = <expr>` (required), \
 `fingerprint = <expr>`, `ttl = \"30s\"` or `ttl = <Duration>`, `max_entries = <usize>`, \
 `eviction = \"never\"` or `eviction = \"adaptive\"`, `max_in_flight = <usize>`, \
-`flight = <SingleFlight>`, `detached`";
+`flight = <SingleFlight or Durable>`, `fence = <name>` (with a `Durable`), `detached`";
 
 /// The options, parsed and checked against each other.
 pub(crate) struct Args {
@@ -39,6 +40,8 @@ pub(crate) struct Args {
     pub(crate) eviction: Option<Opt<Eviction>>,
     pub(crate) max_in_flight: Option<Opt<MaxInFlight>>,
     pub(crate) flight: Option<Opt<Expr>>,
+    /// `fence = name`: the name the body gets the `Durable`'s `Fence` by.
+    pub(crate) fence: Option<Opt<Fence>>,
     pub(crate) detached: Option<kw::detached>,
     /// The first option that lets the table refuse calls
     /// (`eviction = "never"`, `max_in_flight`), from its name to its value's
@@ -70,6 +73,13 @@ pub(crate) enum Eviction {
 /// `max_in_flight = ...`: a `usize` expression, checked if it is a literal.
 pub(crate) struct MaxInFlight(pub(crate) TokenStream);
 
+/// `fence = name`: the name, and the span of the option's last token
+/// (where an executor without a fence is reported, from the option's name).
+pub(crate) struct Fence {
+    pub(crate) name: syn::Ident,
+    pub(crate) last: Span,
+}
+
 impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut args = Args {
@@ -80,6 +90,7 @@ impl Parse for Args {
             eviction: None,
             max_in_flight: None,
             flight: None,
+            fence: None,
             detached: None,
             refusing: None,
         };
@@ -148,6 +159,13 @@ impl Parse for Args {
                 let name = input.parse::<kw::flight>()?.span;
                 let value = value(input, "flight", "self.flight")?;
                 set(&mut args.flight, Opt { name, value }, "flight", &mut errors);
+            } else if lookahead.peek(kw::fence) {
+                let name = input.parse::<kw::fence>()?.span;
+                let value = value(input, "fence", "fence")?;
+                match fence(&value) {
+                    Ok(value) => set(&mut args.fence, Opt { name, value }, "fence", &mut errors),
+                    Err(e) => errors.push(e),
+                }
             } else if lookahead.peek(kw::detached) {
                 let name = input.parse::<kw::detached>()?;
                 if input.peek(Token![=]) {
@@ -204,13 +222,21 @@ impl Parse for Args {
                         span,
                         format!(
                             "`{name}` cannot be combined with `flight`: the table passed to \
-                             `flight` has its own settings (set them with \
-                             `SingleFlight::builder()` where it is built)"
+                             `flight` has its own settings (set them where it is built, with \
+                             `SingleFlight::builder()` or `Durable::builder()`)"
                         ),
                     ));
                 }
             }
         } else {
+            if let Some(fence) = &args.fence {
+                errors.push(syn::Error::new(
+                    fence.name,
+                    "`fence` binds the fencing token of a `Durable`'s lease, but there is no \
+                     `flight`: add `flight = <an idem::durable::Durable>` (e.g. \
+                     `flight = self.payments`), or remove `fence`",
+                ));
+            }
             if let (Some(max), None) = (&args.max_entries, &args.ttl) {
                 errors.push(syn::Error::new(
                     max.name,
@@ -226,6 +252,14 @@ impl Parse for Args {
                      (with a `ttl`), or remove `eviction`",
                 ));
             }
+        }
+        if let (Some(fence), Some(_)) = (&args.fence, &args.detached) {
+            errors.push(syn::Error::new(
+                fence.name,
+                "`fence` cannot be combined with `detached`: a fence is a `Durable`'s, and \
+                 `detached` takes a `SingleFlight` (`#[idempotent]` runs a `Durable`'s body in \
+                 the caller's future); remove one of them",
+            ));
         }
         errors.finish()?;
         Ok(args)
@@ -394,6 +428,26 @@ fn max_in_flight(value: Expr) -> syn::Result<MaxInFlight> {
             "expected a number of executions: `max_in_flight = 100`, or a `usize` expression",
         )),
         _ => Ok(MaxInFlight(quote!(#value))),
+    }
+}
+
+fn fence(value: &Expr) -> syn::Result<Fence> {
+    match value {
+        Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => match p.path.get_ident() {
+            Some(name) => Ok(Fence {
+                name: name.clone(),
+                last: name.span(),
+            }),
+            None => Err(syn::Error::new_spanned(
+                value,
+                "expected a name for the `Fence`, as in `fence = fence`",
+            )),
+        },
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "expected a name for the `Fence`, as in `fence = fence`: the body gets the lease's \
+             `idem::durable::Fence` by that name",
+        )),
     }
 }
 

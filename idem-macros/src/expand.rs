@@ -101,6 +101,28 @@ fn is_place(e: &Expr) -> bool {
     }
 }
 
+/// Whether `e.method()` calls the method on all of `e`: a path, a field,
+/// an index, a call, a method call, a literal, or anything already
+/// delimited. (`&x`, `*x`, `a + b`, `x as T` need parentheses.)
+fn is_postfix(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Path(_)
+            | Expr::Field(_)
+            | Expr::Index(_)
+            | Expr::Call(_)
+            | Expr::MethodCall(_)
+            | Expr::Lit(_)
+            | Expr::Paren(_)
+            | Expr::Tuple(_)
+            | Expr::Array(_)
+            | Expr::Macro(_)
+            | Expr::Block(_)
+            | Expr::Try(_)
+            | Expr::Await(_)
+    )
+}
+
 /// An expression without the parentheses (and invisible groups) around it.
 fn strip_parens(e: &Expr) -> &Expr {
     match e {
@@ -412,6 +434,465 @@ fn setting(var: &Ident, name: Span, ty: TokenStream, value: &TokenStream) -> Tok
     quote!(let #var: #fn_ty = #closure;)
 }
 
+/// What both kinds of tables share: the return kind, the function's name,
+/// the key's variable, the fingerprint, and the body.
+struct Steps {
+    /// `__idem_return_kind`, the return type's `ReturnKind` marker.
+    return_kind: Ident,
+    /// The return type's tokens (the function's name if it has none): where
+    /// errors about it point.
+    ret_span: TokenStream,
+    /// `__idem_fn`, the function's path, for messages.
+    name_var: Ident,
+    /// `__idem_key`.
+    key_var: Ident,
+    /// `fingerprint = ...`, if given.
+    fingerprint: Option<Fingerprint>,
+    /// `let __idem_return_kind = ...;`.
+    classify_return: TokenStream,
+    /// The unreachable `return` that types the body.
+    dead_return: TokenStream,
+    /// The body's statements.
+    body: TokenStream,
+    /// Where the work is located: `detached`, or the call site.
+    work_span: Span,
+}
+
+impl Steps {
+    /// The fingerprint's evaluation and its mismatch marker, if any.
+    fn fingerprint(&self) -> (TokenStream, TokenStream) {
+        self.fingerprint
+            .as_ref()
+            .map(|fp| (fp.eval.clone(), fp.classify_mismatch.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The body, as the work of a flight: a closure without arguments.
+    /// `move`: it owns the arguments it uses (the key was evaluated from
+    /// them first).
+    fn work(&self) -> TokenStream {
+        let Steps {
+            dead_return, body, ..
+        } = self;
+        quote_spanned! {self.work_span=>
+            move || async move {
+                #dead_return
+                #body
+            }
+        }
+    }
+
+    /// The body, as the work of a `flight = ...`: a closure whose argument
+    /// is the executor's fence (a `Durable`'s `Fence`, a `SingleFlight`'s
+    /// `NoFence`), bound to the name `fence = name` gives, if any.
+    fn fenced_work(&self, fence: Option<(&Ident, &Ident)>) -> TokenStream {
+        let Steps {
+            dead_return, body, ..
+        } = self;
+        let arg = local("__idem_fence", Span::call_site());
+        let bind = fence.map(|(name, kind)| {
+            quote! {
+                let #name = ::idem::__private::flight_probe::bind_fence(#kind, #arg);
+            }
+        });
+        quote! {
+            move |#arg| async move {
+                #bind
+                #dead_return
+                #body
+            }
+        }
+    }
+}
+
+/// The function's own table: the key classified (owned, hashable), the
+/// table found in the function's `static` slot, and the driver's call.
+fn in_own_table(
+    args: &Args,
+    key: &Expr,
+    args_names: &[Ident],
+    used_names: &[Ident],
+    steps: &Steps,
+) -> TokenStream {
+    let Steps {
+        return_kind,
+        name_var,
+        key_var,
+        classify_return,
+        work_span,
+        ..
+    } = steps;
+    let work_span = *work_span;
+    let work = steps.work();
+    let (eval_fingerprint, classify_mismatch) = steps.fingerprint();
+    let call_site = Span::call_site();
+    let key_span = bounds(key).0;
+    let kind = local("__idem_kind", key_span);
+    let classify_key = |probe: TokenStream| {
+        let (first, _) = bounds(key);
+        spanned_call(
+            quote_spanned!(first=> &&&::idem::__private::key_probe::KeyProbe::of(#probe)),
+            "__idem_key_kind",
+            TokenStream::new(),
+            bounds(key),
+        )
+    };
+    let eval_key = if is_place(key) {
+        let r = local("__idem_ref", key_span);
+        let classify = classify_key(r.to_token_stream());
+        quote! {
+            let (#kind, #key_var) = {
+                let #r = &(#key);
+                let #kind = #classify;
+                (#kind, ::idem::__private::key_probe::clone_key(#kind, #r))
+            };
+        }
+    } else {
+        let key_value = owned(key, args_names, used_names);
+        let classify = classify_key(quote!(&#key_var));
+        // A tuple's elements are checked for borrows first, each at its
+        // own span (see `idem::__private::key_probe`).
+        let parts = match key {
+            Expr::Tuple(t) => t
+                .elems
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let (first, last) = bounds(e);
+                    let index = syn::Index {
+                        index: i as u32,
+                        span: first,
+                    };
+                    let check = spanned_call(
+                        quote_spanned!(first=> &&&::idem::__private::key_probe::KeyProbe::of(&#key_var.#index)),
+                        "__idem_key_part",
+                        TokenStream::new(),
+                        (first, last),
+                    );
+                    quote!(let _ = #check;)
+                })
+                .collect(),
+            _ => TokenStream::new(),
+        };
+        quote! {
+            let #key_var = #key_value;
+            #parts
+            let #kind = #classify;
+        }
+    };
+    let slot = format_ident!("__IDEM_SLOT", span = Span::mixed_site());
+    let slot_var = local("__idem_slot", call_site);
+    let mut config = quote!(::idem::__private::Config::new(#name_var()));
+    let mut settings = TokenStream::new();
+    if let Some(ttl) = &args.ttl {
+        let var = local("__idem_ttl", call_site);
+        settings.extend(setting(
+            &var,
+            ttl.name,
+            quote!(::core::time::Duration),
+            &ttl.value.0,
+        ));
+        config.extend(quote!(.ttl(#var())));
+    }
+    if let Some(max) = &args.max_entries {
+        let var = local("__idem_max_entries", call_site);
+        settings.extend(setting(
+            &var,
+            max.name,
+            quote!(::core::primitive::usize),
+            &max.value.0,
+        ));
+        config.extend(quote!(.max_entries(#var())));
+    }
+    if let Some(eviction) = &args.eviction {
+        let mode = match eviction.value {
+            Eviction::Never => quote_spanned!(eviction.name=> Never),
+            Eviction::Adaptive => quote_spanned!(eviction.name=> Adaptive),
+        };
+        config.extend(quote!(.eviction(::idem::Eviction::#mode)));
+    }
+    if let Some(max) = &args.max_in_flight {
+        let var = local("__idem_max_in_flight", call_site);
+        settings.extend(setting(
+            &var,
+            max.name,
+            quote!(::core::primitive::usize),
+            &max.value.0,
+        ));
+        config.extend(quote!(.max_in_flight(#var())));
+    }
+    // A table that can refuse calls needs a return type that can carry
+    // a refusal: checked by the type checker, which sees through
+    // aliases, and reported at the option. One that cannot refuse
+    // never uses its marker.
+    let refusals = local("__idem_refusals", call_site);
+    let classify_refusals = match args.refusing {
+        Some((first, last)) => {
+            let dispatch = spanned_call(
+                quote_spanned!(first=> &&&::idem::__private::refusal_probe::RefusalProbe::of(#return_kind)),
+                "__idem_refusals",
+                TokenStream::new(),
+                (first, last),
+            );
+            quote!(let #refusals = #dispatch;)
+        }
+        None => quote! {
+            let #refusals = ::idem::__private::refusal_probe::PanicOnRefusal;
+        },
+    };
+    // The type of this closure differs for each instantiation of the
+    // function's (and its impl's) generic parameters: one table each.
+    let instantiation = quote_spanned!(call_site=> || {});
+    let table_var = local("__idem_table", call_site);
+    // The slot's `static` is in a block of its own, so that its name is
+    // not in scope in the body (`Span::mixed_site` does not hide items):
+    // a parameter, a `let` or a `static` of the user's named
+    // `__IDEM_SLOT` is theirs. One `static` per function still. The
+    // table's key type is inferred from the key passed with it below.
+    let find_table = quote! {
+        #eval_fingerprint
+        #eval_key
+        #classify_return
+        #classify_refusals
+        #classify_mismatch
+        let #slot_var: &'static ::idem::__private::Slot = {
+            static #slot: ::idem::__private::Slot = ::idem::__private::Slot::new();
+            &#slot
+        };
+        #settings
+        let #key_var = ::idem::__private::key_probe::into_key(#kind, #key_var);
+        let #table_var = ::idem::__private::own_table(
+            #slot_var,
+            #instantiation,
+            #return_kind,
+            || #config,
+        );
+    };
+    let call = match &steps.fingerprint {
+        None => driver_call(
+            if args.detached.is_some() {
+                quote!(run_detached)
+            } else {
+                quote!(run)
+            },
+            quote!(#table_var, #return_kind, #refusals, #name_var, #key_var, #work),
+            work_span,
+        ),
+        Some(Fingerprint {
+            var, mismatch_var, ..
+        }) => driver_call(
+            if args.detached.is_some() {
+                quote!(run_detached_with_fingerprint)
+            } else {
+                quote!(run_with_fingerprint)
+            },
+            quote!(
+                #table_var, #return_kind, #refusals, #mismatch_var, #name_var, #key_var, #var,
+                #work
+            ),
+            work_span,
+        ),
+    };
+    quote!(#find_table #call)
+}
+
+/// A `flight = ...` of the user's, a `SingleFlight` or a `Durable`: the
+/// same tokens for both, the executor's traits picked by method
+/// resolution (see `idem/src/private/{user_flight,durable_flight}.rs`) and
+/// what depends on the executor decided by probes of its type
+/// (`flight_probe.rs`). Returns the imports it needs and the steps, from
+/// the fingerprint to the driver's `.await`.
+fn in_flight(
+    args: &Args,
+    flight: &Expr,
+    key: &Expr,
+    key_value: TokenStream,
+    steps: &Steps,
+) -> (TokenStream, TokenStream) {
+    let Steps {
+        return_kind,
+        ret_span,
+        name_var,
+        key_var,
+        classify_return,
+        work_span,
+        ..
+    } = steps;
+    let (eval_fingerprint, classify_mismatch) = steps.fingerprint();
+    let (first, last) = bounds(flight);
+    let table_var = local("__idem_table", first);
+    // `fit(flight.__idem_flight(), return_kind)`: method-call auto-deref
+    // sees through `Arc` and other smart pointers, and `fit` checks the
+    // executor against the return type. When it does not fit, rustc
+    // blames the argument whose type is the executor's: the method call,
+    // which spans the user's expression as written (parenthesised, at its
+    // first token, only if a method call would bind tighter than it). The
+    // call, too, spans the flight expression: rustc also reports the bound
+    // of `fit`'s return type at the call; at one span, the two are one
+    // error. The flight is evaluated before the key.
+    let found = if is_postfix(flight) {
+        let method = Ident::new("__idem_flight", last);
+        let mut args = Group::new(Delimiter::Parenthesis, TokenStream::new());
+        args.set_span(last);
+        quote_spanned!(last=> #flight.#method #args)
+    } else {
+        spanned_call(
+            quote_spanned!(first=> #flight),
+            "__idem_flight",
+            TokenStream::new(),
+            (first, last),
+        )
+    };
+    let mut fit_args = Group::new(Delimiter::Parenthesis, quote!(#found, #return_kind));
+    fit_args.set_span(last);
+    let found = quote_spanned!(first=> ::idem::__private::fit #fit_args);
+    // A `SingleFlight`'s bounds are not known here: a refusal is an `Err`
+    // if the error type can carry one, and a panic otherwise. (A `Durable`
+    // refuses nothing.)
+    let refusals = local("__idem_refusals", first);
+    let classify_refusals = quote! {
+        let #refusals = (&&::idem::__private::refusal_probe::RefusalProbe::of(#return_kind))
+            .__idem_flight_refusals();
+    };
+    // A `Durable`'s own failures need a return type that can carry them,
+    // checked at the return type.
+    let failures = local("__idem_failures", first);
+    let classify_failures = {
+        let (ret_first, ret_last) = bounds(ret_span);
+        let dispatch = spanned_call(
+            quote_spanned!(ret_first=> &&&::idem::__private::flight_probe::DurableFailureProbe::of(#table_var, #return_kind)),
+            "__idem_durable_failures",
+            TokenStream::new(),
+            (ret_first, ret_last),
+        );
+        quote!(let #failures = #dispatch;)
+    };
+    // The key, typed by the executor (as a `SingleFlight`'s key type, so
+    // that `key = id.into()` infers and a mismatch is one error, at the
+    // key), then made the executor's key (a `Durable` takes text).
+    let (key_first, key_last) = bounds(key);
+    let text_kind = spanned_call(
+        quote_spanned!(key_first=> &&&&&::idem::__private::flight_probe::TextKeyProbe::of(#table_var, &#key_var)),
+        "__idem_text_key",
+        TokenStream::new(),
+        (key_first, key_last),
+    );
+    // In a block of its own: a local whose address is taken (by the probe)
+    // would otherwise keep its slot in the future across the `.await`.
+    let eval_key = quote! {
+        let #key_var = {
+            let #key_var = (#table_var).__idem_key(#key_value);
+            ::idem::__private::flight_probe::text_key(#text_kind, #key_var)
+        };
+    };
+    // `fence = name`: only a `Durable` has one, checked at the option.
+    let fence = args.fence.as_ref().map(|opt| {
+        let kind = local("__idem_fence_kind", opt.name);
+        let dispatch = spanned_call(
+            quote_spanned!(opt.name=> &&::idem::__private::flight_probe::FenceProbe::of(#table_var)),
+            "__idem_fence",
+            TokenStream::new(),
+            (opt.name, opt.value.last),
+        );
+        (quote!(let #kind = #dispatch;), &opt.value.name, kind)
+    });
+    let classify_fence = fence.as_ref().map(|(classify, ..)| classify);
+    // A `Durable` records its values and errors with `serde`: checked at
+    // the flight, which then stands in for one that does, if need be.
+    let records = spanned_call(
+        quote_spanned!(first=> &&&&::idem::__private::flight_probe::RecordProbe::of(#table_var)),
+        "__idem_records",
+        TokenStream::new(),
+        (first, last),
+    );
+    let find_table = quote! {
+        #eval_fingerprint
+        #classify_return
+        #classify_refusals
+        #classify_mismatch
+        let #table_var = #found;
+        let #table_var = ::idem::__private::flight_probe::records(#records, #table_var);
+        #classify_failures
+        #classify_fence
+        #eval_key
+    };
+
+    let call = if let Some(detached) = args.detached {
+        // `detached`: only a `SingleFlight` can, checked at the option;
+        // then its own table's drivers, whose bounds on the work are
+        // reported at the option too.
+        let dispatch = spanned_call(
+            quote_spanned!(detached.span=> &&::idem::__private::flight_probe::DetachProbe::of(#table_var)),
+            "__idem_detached",
+            TokenStream::new(),
+            (detached.span, detached.span),
+        );
+        let detach = quote! {
+            let #table_var =
+                ::idem::__private::flight_probe::detach(#dispatch, #table_var, #return_kind);
+        };
+        let work = steps.work();
+        let call = match &steps.fingerprint {
+            None => driver_call(
+                quote!(run_detached),
+                quote!(#table_var, #return_kind, #refusals, #name_var, #key_var, #work),
+                *work_span,
+            ),
+            Some(Fingerprint {
+                var, mismatch_var, ..
+            }) => driver_call(
+                quote!(run_detached_with_fingerprint),
+                quote!(
+                    #table_var, #return_kind, #refusals, #mismatch_var, #name_var, #key_var,
+                    #var, #work
+                ),
+                *work_span,
+            ),
+        };
+        quote!(#detach #call)
+    } else {
+        // The call spans the flight expression: an executor that cannot run
+        // (a `Durable` whose values are not `serde` types) is reported
+        // there.
+        let work = steps.fenced_work(fence.as_ref().map(|(_, name, kind)| (*name, kind)));
+        let call = match &steps.fingerprint {
+            None => spanned_call(
+                table_var.to_token_stream(),
+                "__idem_run",
+                quote!(#return_kind, #refusals, #failures, #name_var, #key_var, #work),
+                (first, last),
+            ),
+            Some(Fingerprint {
+                var, mismatch_var, ..
+            }) => spanned_call(
+                table_var.to_token_stream(),
+                "__idem_run_with_fingerprint",
+                quote!(
+                    #return_kind, #refusals, #mismatch_var, #failures, #name_var, #key_var,
+                    #var, #work
+                ),
+                (first, last),
+            ),
+        };
+        quote!(#call.await)
+    };
+
+    let imports = quote! {
+        #[allow(unused_imports)]
+        use ::idem::__private::{
+            flight_probe::{
+                DetachOther as _, DetachTable as _, DurableFailuresCarried as _,
+                DurableFailuresNotCarried as _, FenceOfDurable as _, FenceWithoutDurable as _,
+                NotDurable as _, RecordsBoth as _, RecordsNoErrors as _, RecordsNoValues as _,
+                RecordsNothing as _, TableKeyKept as _, TextKeyBorrowed as _,
+                TextKeyDisplayed as _, TextKeyInvalid as _, TextKeyOwned as _,
+            },
+            AsFlight as _, DurableFlight as _, DurableRun as _, TableRun as _,
+        };
+    };
+    (imports, quote!(#find_table #call))
+}
+
 fn expand(args: &Args, func: ItemFn) -> TokenStream {
     let ItemFn {
         attrs,
@@ -452,9 +933,7 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
 
     let return_kind = local("__idem_return_kind", bounds(&ret_span).0);
     let key_var = local("__idem_key", key_span);
-    let kind = local("__idem_kind", key_span);
-    // The body, as the work of a flight. `move`: it owns the arguments it
-    // uses (the key was evaluated from them first). The unreachable `return`
+    // The body, as the work of a flight (see `Steps::work`). The unreachable `return`
     // gives the async block the function's return type before the body is
     // checked, so `?` converts errors into it and a mismatch is reported at
     // the user's expression (the trick `async-trait` uses).
@@ -481,12 +960,6 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
     // cannot be sent between threads safely" then points at the option
     // that needs it, not at the whole attribute.
     let work_span = args.detached.map_or(call_site, |d| d.span);
-    let work = quote_spanned! {work_span=>
-        move || async move {
-            #dead_return
-            #body_tokens
-        }
-    };
 
     // The traits of the auto-ref specialisations (see `idem::__private`),
     // imported as `_`: they bring no name into scope.
@@ -505,7 +978,6 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
                 ErrorCannotCarry as _, FlightCarries as _, FlightPanics as _, MustCarry as _,
                 ValueCannotCarry as _,
             },
-            AsFlight as _,
         };
     };
     let classify_return = {
@@ -522,219 +994,6 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
         .fingerprint
         .as_ref()
         .map(|opt| Fingerprint::new(opt.name, &opt.value, &return_kind));
-    let (eval_fingerprint, classify_mismatch) = fingerprint
-        .as_ref()
-        .map(|fp| (fp.eval.clone(), fp.classify_mismatch.clone()))
-        .unwrap_or_default();
-
-    // Either way, the table is found first, and the key made its key.
-    let (find_table, table_var, refusals) = if let Some(flight) = &args.flight {
-        let flight = &flight.value;
-        let (first, last) = bounds(flight);
-        let table_var = local("__idem_table", first);
-        // The flight goes to `fit` as an argument spanned like the user's
-        // expression (from its first to its last token), which is where
-        // rustc points when the flight does not fit the return type.
-        let refusals = local("__idem_refusals", first);
-        let found = spanned_call(
-            quote_spanned!(first=> #flight),
-            "__idem_flight",
-            TokenStream::new(),
-            (first, last),
-        );
-        // The call, too, spans the flight expression: rustc reports a
-        // flight that does not fit at the argument and, normalizing `fit`'s
-        // return type, at the call; at one span, the two are one error.
-        let mut fit_args = Group::new(Delimiter::Parenthesis, quote!(#found, #return_kind));
-        fit_args.set_span(last);
-        let fit = quote_spanned!(first=> ::idem::__private::fit #fit_args);
-        let key_value = owned(key, &args_names, &used_names);
-        // The flight is evaluated first, so that the key can be checked
-        // against its key type as an argument spanned like the user's key
-        // expression: a mismatch is then one error, at the key, in words.
-        // The flight's bounds are not known here: a refusal is an `Err` if
-        // the error type can carry one, and a panic otherwise.
-        let classify_refusals = quote! {
-            let #refusals = (&&::idem::__private::refusal_probe::RefusalProbe::of(#return_kind))
-                .__idem_flight_refusals();
-        };
-        let find_table = quote! {
-            #eval_fingerprint
-            #classify_return
-            #classify_refusals
-            #classify_mismatch
-            let #table_var = #fit;
-            let #key_var = ::idem::__private::flight_key(#table_var, #key_value);
-        };
-        (find_table, table_var, refusals)
-    } else {
-        let classify_key = |probe: TokenStream| {
-            let (first, _) = bounds(key);
-            spanned_call(
-                quote_spanned!(first=> &&&::idem::__private::key_probe::KeyProbe::of(#probe)),
-                "__idem_key_kind",
-                TokenStream::new(),
-                bounds(key),
-            )
-        };
-        let eval_key = if is_place(key) {
-            let r = local("__idem_ref", key_span);
-            let classify = classify_key(r.to_token_stream());
-            quote! {
-                let (#kind, #key_var) = {
-                    let #r = &(#key);
-                    let #kind = #classify;
-                    (#kind, ::idem::__private::key_probe::clone_key(#kind, #r))
-                };
-            }
-        } else {
-            let key_value = owned(key, &args_names, &used_names);
-            let classify = classify_key(quote!(&#key_var));
-            // A tuple's elements are checked for borrows first, each at its
-            // own span (see `idem::__private::key_probe`).
-            let parts = match key {
-                Expr::Tuple(t) => t
-                    .elems
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| {
-                        let (first, last) = bounds(e);
-                        let index = syn::Index {
-                            index: i as u32,
-                            span: first,
-                        };
-                        let check = spanned_call(
-                            quote_spanned!(first=> &&&::idem::__private::key_probe::KeyProbe::of(&#key_var.#index)),
-                            "__idem_key_part",
-                            TokenStream::new(),
-                            (first, last),
-                        );
-                        quote!(let _ = #check;)
-                    })
-                    .collect(),
-                _ => TokenStream::new(),
-            };
-            quote! {
-                let #key_var = #key_value;
-                #parts
-                let #kind = #classify;
-            }
-        };
-        let slot = format_ident!("__IDEM_SLOT", span = Span::mixed_site());
-        let slot_var = local("__idem_slot", call_site);
-        let mut config = quote!(::idem::__private::Config::new(#name_var()));
-        let mut settings = TokenStream::new();
-        if let Some(ttl) = &args.ttl {
-            let var = local("__idem_ttl", call_site);
-            settings.extend(setting(
-                &var,
-                ttl.name,
-                quote!(::core::time::Duration),
-                &ttl.value.0,
-            ));
-            config.extend(quote!(.ttl(#var())));
-        }
-        if let Some(max) = &args.max_entries {
-            let var = local("__idem_max_entries", call_site);
-            settings.extend(setting(
-                &var,
-                max.name,
-                quote!(::core::primitive::usize),
-                &max.value.0,
-            ));
-            config.extend(quote!(.max_entries(#var())));
-        }
-        if let Some(eviction) = &args.eviction {
-            let mode = match eviction.value {
-                Eviction::Never => quote_spanned!(eviction.name=> Never),
-                Eviction::Adaptive => quote_spanned!(eviction.name=> Adaptive),
-            };
-            config.extend(quote!(.eviction(::idem::Eviction::#mode)));
-        }
-        if let Some(max) = &args.max_in_flight {
-            let var = local("__idem_max_in_flight", call_site);
-            settings.extend(setting(
-                &var,
-                max.name,
-                quote!(::core::primitive::usize),
-                &max.value.0,
-            ));
-            config.extend(quote!(.max_in_flight(#var())));
-        }
-        // A table that can refuse calls needs a return type that can carry
-        // a refusal: checked by the type checker, which sees through
-        // aliases, and reported at the option. One that cannot refuse
-        // never uses its marker.
-        let refusals = local("__idem_refusals", call_site);
-        let classify_refusals = match args.refusing {
-            Some((first, last)) => {
-                let dispatch = spanned_call(
-                    quote_spanned!(first=> &&&::idem::__private::refusal_probe::RefusalProbe::of(#return_kind)),
-                    "__idem_refusals",
-                    TokenStream::new(),
-                    (first, last),
-                );
-                quote!(let #refusals = #dispatch;)
-            }
-            None => quote! {
-                let #refusals = ::idem::__private::refusal_probe::PanicOnRefusal;
-            },
-        };
-        // The type of this closure differs for each instantiation of the
-        // function's (and its impl's) generic parameters: one table each.
-        let instantiation = quote_spanned!(call_site=> || {});
-        let table_var = local("__idem_table", call_site);
-        // The slot's `static` is in a block of its own, so that its name is
-        // not in scope in the body (`Span::mixed_site` does not hide items):
-        // a parameter, a `let` or a `static` of the user's named
-        // `__IDEM_SLOT` is theirs. One `static` per function still. The
-        // table's key type is inferred from the key passed with it below.
-        let find_table = quote! {
-            #eval_fingerprint
-            #eval_key
-            #classify_return
-            #classify_refusals
-            #classify_mismatch
-            let #slot_var: &'static ::idem::__private::Slot = {
-                static #slot: ::idem::__private::Slot = ::idem::__private::Slot::new();
-                &#slot
-            };
-            #settings
-            let #key_var = ::idem::__private::key_probe::into_key(#kind, #key_var);
-            let #table_var = ::idem::__private::own_table(
-                #slot_var,
-                #instantiation,
-                #return_kind,
-                || #config,
-            );
-        };
-        (find_table, table_var, refusals)
-    };
-    let call = match &fingerprint {
-        None => driver_call(
-            if args.detached.is_some() {
-                quote!(run_detached)
-            } else {
-                quote!(run)
-            },
-            quote!(#table_var, #return_kind, #refusals, #name_var, #key_var, #work),
-            work_span,
-        ),
-        Some(Fingerprint {
-            var, mismatch_var, ..
-        }) => driver_call(
-            if args.detached.is_some() {
-                quote!(run_detached_with_fingerprint)
-            } else {
-                quote!(run_with_fingerprint)
-            },
-            quote!(
-                #table_var, #return_kind, #refusals, #mismatch_var, #name_var, #key_var, #var,
-                #work
-            ),
-            work_span,
-        ),
-    };
     let imports = match &fingerprint {
         None => imports,
         Some(_) => quote! {
@@ -746,7 +1005,30 @@ fn expand(args: &Args, func: ItemFn) -> TokenStream {
             };
         },
     };
-    let body = quote!(#name_let #find_table #call);
+    let steps = Steps {
+        return_kind,
+        ret_span,
+        name_var,
+        key_var,
+        fingerprint,
+        classify_return,
+        dead_return,
+        body: body_tokens,
+        work_span,
+    };
+    // Either way, the table is found first, and the key made its key.
+    let (imports, body) = match &args.flight {
+        None => {
+            let body = in_own_table(args, key, &args_names, &used_names, &steps);
+            (imports, body)
+        }
+        Some(flight) => {
+            let key_value = owned(key, &args_names, &used_names);
+            let (flight_imports, body) = in_flight(args, &flight.value, key, key_value, &steps);
+            (quote!(#imports #flight_imports), body)
+        }
+    };
+    let body = quote!(#name_let #body);
 
     // syn puts a body's inner attributes (`#![allow(..)]`) with the outer
     // ones: they go back at the top of the body.
@@ -859,13 +1141,82 @@ mod tests {
         assert!(first("let __idem_fingerprint =") < first("let (__idem_kind"));
         let out = expand_str("key = id, fingerprint = id, flight = self.flight", f);
         assert!(
-            out.contains(":: idem :: __private :: run_with_fingerprint ("),
+            out.contains(". __idem_run_with_fingerprint (__idem_return_kind"),
             "{out}"
         );
         // Without the option, nothing of it: the expansion is as before.
         let out = expand_str("key = order.id, ttl = \"1h\"", f);
         assert!(!out.to_lowercase().contains("fingerprint"), "{out}");
         assert!(!out.contains("mismatch"), "{out}");
+    }
+
+    #[test]
+    fn a_flight_is_checked_and_run_by_methods_of_its_executor() {
+        let f = "async fn pay(&self, id: u64) -> Result<String, E> { Ok(id.to_string()) }";
+        let out = expand_str("key = id, flight = self.payments", f);
+        let first = |part: &str| out.find(part).unwrap_or_else(|| panic!("{part}: {out}"));
+        // In this order: found and fitted, what it records, its failures,
+        // the key typed and made text, the run.
+        let steps = [
+            ":: idem :: __private :: fit (self . payments . __idem_flight () , __idem_return_kind)",
+            "RecordProbe :: of (__idem_table)) . __idem_records ()",
+            "DurableFailureProbe :: of (__idem_table , __idem_return_kind)) . __idem_durable_failures ()",
+            "(__idem_table) . __idem_key (",
+            "TextKeyProbe :: of (__idem_table , & __idem_key)) . __idem_text_key ()",
+            "(__idem_table) . __idem_run (__idem_return_kind , __idem_refusals , __idem_failures",
+        ];
+        for pair in steps.windows(2) {
+            assert!(first(pair[0]) < first(pair[1]), "{pair:?} in {out}");
+        }
+        // The work takes the executor's fence, unnamed without `fence`.
+        assert!(out.contains("move | __idem_fence | async move"), "{out}");
+        assert!(!out.contains("bind_fence"), "{out}");
+        assert!(!out.contains("__idem_fence ()"), "{out}");
+
+        let out = expand_str("key = id, flight = self.payments, fence = lease", f);
+        for part in [
+            "FenceProbe :: of (__idem_table)) . __idem_fence ()",
+            "let lease = :: idem :: __private :: flight_probe :: bind_fence (__idem_fence_kind , __idem_fence) ;",
+        ] {
+            assert!(out.contains(part), "missing `{part}` in {out}");
+        }
+
+        // `detached`: checked to be a `SingleFlight`, then its own driver.
+        let out = expand_str("key = id, flight = self.payments, detached", f);
+        for part in [
+            "DetachProbe :: of (__idem_table)) . __idem_detached ()",
+            ":: idem :: __private :: run_detached (",
+            "move || async move",
+        ] {
+            assert!(out.contains(part), "missing `{part}` in {out}");
+        }
+        assert!(!out.contains("__idem_run ("), "{out}");
+
+        // An expression a method call would bind tighter than is
+        // parenthesised.
+        let out = expand_str("key = id, flight = &*FLIGHT", f);
+        assert!(out.contains("(& * FLIGHT) . __idem_flight ()"), "{out}");
+    }
+
+    #[test]
+    fn fence_needs_a_flight_and_no_detached() {
+        let f = "async fn pay(&self, id: u64) -> Result<String, E> { Ok(id.to_string()) }";
+        for (args, error) in [
+            ("key = id, fence = fence", "there is no `flight`"),
+            (
+                "key = id, flight = self.p, fence = fence, detached",
+                "cannot be combined with `detached`",
+            ),
+            ("key = id, flight = self.p, fence = a.b", "expected a name"),
+            (
+                "key = id, flight = self.p, fence = id",
+                "would hide the argument `id`",
+            ),
+        ] {
+            let out = expand_str(args, f);
+            assert!(out.contains("compile_error"), "{args}: {out}");
+            assert!(out.contains(error), "{args}: `{error}` in {out}");
+        }
     }
 
     #[test]

@@ -88,6 +88,19 @@ pub(crate) fn check(func: &ItemFn, args: &Args) -> syn::Result<()> {
         }
     }
 
+    if let Some(fence) = &args.fence {
+        let fence = &fence.value.name;
+        if names.contains(fence) {
+            errors.push(syn::Error::new(
+                fence.span(),
+                format!(
+                    "`fence = {fence}` would hide the argument `{fence}` from the body, which \
+                     gets the `Fence` by that name: pick another name (e.g. `fence = fence`)"
+                ),
+            ));
+        }
+    }
+
     if args.detached.is_some() {
         detached(func, &mut errors);
     }

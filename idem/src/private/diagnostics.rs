@@ -135,3 +135,71 @@ impl ErrorMustCarryMismatch for crate::Mismatch {}
 )]
 pub trait ReturnMustCarryMismatch {}
 impl<T> ReturnMustCarryMismatch for Result<T, crate::Mismatch> {}
+
+/// The bound that fails, with this message, when the error type of a
+/// function whose `flight` is a `Durable` cannot carry the `Durable`'s own
+/// failures. Implemented by no type: `DurableError<Infallible>` itself
+/// carries them, but a `Durable` whose errors they were could not record
+/// them (its codec would have to encode an `Arc<StoreError>`).
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` of this `#[idempotent]` fn must implement `From<idem::durable::DurableError<Infallible>>`: its `flight` is a `Durable`",
+    label = "a `Durable`'s own failures are returned as `Err(E::from(DurableError::..))`",
+    note = "a `Durable` call can fail without the body failing: another process holds the key (`Running`), the lease was lost before the result was recorded (`LeaseLost`), or the store failed (`Store`)",
+    note = "implement `From<idem::durable::DurableError<std::convert::Infallible>>` for `{Self}` (a variant that keeps what you need of it: `retry_after`, or its message)"
+)]
+pub trait ErrorMustCarryDurableFailures {}
+
+/// The bound that fails, with this message, when the key of a function
+/// whose `flight` is a `Durable` is not text. Implemented only for a type
+/// that never reaches this check.
+#[diagnostic::on_unimplemented(
+    message = "the key of an `#[idempotent]` fn whose `flight` is a `Durable` must be `AsRef<str>` or `Display`, but `{Self}` is neither",
+    label = "key of type `{Self}`",
+    note = "a `Durable` keys its records with strings: an `AsRef<str>` key (`String`, `&str`) is used as it is, any other `Display` key (`u64`, `Uuid`) as it prints",
+    note = "implement `Display` for `{Self}`, or write the key as a string: `key = format!(\"{{}}/{{}}\", order.user, order.id)`"
+)]
+pub trait DurableKeyMustBeText {}
+impl DurableKeyMustBeText for String {}
+
+/// The bound that fails, with this message, when `fence = name` is given
+/// with a `flight` that is not a `Durable`. Implemented by no type.
+#[diagnostic::on_unimplemented(
+    message = "`fence` binds the fencing token of a `Durable`'s lease, but this `#[idempotent]` fn's `flight` is a `{Self}`",
+    label = "only a `Durable`'s work runs under a lease",
+    note = "`fence = name` needs `flight = <an idem::durable::Durable>`; with a `SingleFlight`, remove `fence`"
+)]
+pub trait FenceNeedsDurable {}
+
+/// The bound that fails, with this message, when a `detached` function's
+/// `flight` is not a `SingleFlight`. Implemented by no type.
+#[diagnostic::on_unimplemented(
+    message = "`detached` takes a `SingleFlight`, but this `#[idempotent]` fn's `flight` is a `{Self}`",
+    label = "`#[idempotent]` runs a `Durable`'s body in the caller's future",
+    note = "a `Durable` call dropped mid-body releases its key, and the next call runs the body again",
+    note = "for work that must finish once started, call `.call(key).run_detached(..)` on the `Durable` yourself; or remove `detached`"
+)]
+pub trait DetachedNeedsSingleFlight {}
+
+/// The bound that fails, with this message, when the codec of a `Durable`
+/// named by a `flight` cannot encode its value type. Implemented only for
+/// a type that never reaches this check.
+#[diagnostic::on_unimplemented(
+    message = "the `Durable` of this `#[idempotent]` fn records its values with its codec, which cannot encode `{Self}`",
+    label = "this `Durable`'s values are `{Self}`",
+    note = "a value is encoded when it is recorded, and decoded when another call or process replays it",
+    note = "with the default codec, `idem::durable::Json`, derive `serde::Serialize` and `serde::Deserialize` for `{Self}`; with a codec of your own, implement `idem::durable::Codec<{Self}>` for it"
+)]
+pub trait ValueMustBeRecordable {}
+impl ValueMustBeRecordable for String {}
+
+/// The bound that fails, with this message, when the codec of a `Durable`
+/// named by a `flight` cannot encode its error type. Implemented only for
+/// a type that never reaches this check.
+#[diagnostic::on_unimplemented(
+    message = "the `Durable` of this `#[idempotent]` fn can record its errors with its codec, which cannot encode `{Self}`",
+    label = "this `Durable`'s errors are `{Self}`",
+    note = "an error that `record_errors` picks is encoded when it is recorded, and decoded when another call or process replays it",
+    note = "with the default codec, `idem::durable::Json`, derive `serde::Serialize` and `serde::Deserialize` for `{Self}`; with a codec of your own, implement `idem::durable::Codec<{Self}>` for it"
+)]
+pub trait ErrorMustBeRecordable {}
+impl ErrorMustBeRecordable for String {}

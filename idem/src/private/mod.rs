@@ -4,12 +4,14 @@
 //!
 //! The macro turns the body of an `async fn` into the work of a flight in a
 //! table: the function's own ([`own_table`], kept in a [`Slot`], a hidden
-//! `static` inside the function), or one the caller passes with
-//! `flight = ...` ([`fit`]). It hands the work to [`run`], or with
-//! `detached` to [`run_detached`] (with `fingerprint = ...`, to
-//! [`run_with_fingerprint`] and [`run_detached_with_fingerprint`]).
+//! `static` inside the function), or an executor the caller passes with
+//! `flight = ...` ([`fit`]): a `SingleFlight`, or a `Durable`. It hands the
+//! work to [`run`], or with `detached` to [`run_detached`] (with
+//! `fingerprint = ...`, to [`run_with_fingerprint`] and
+//! [`run_detached_with_fingerprint`]); with a `flight`, to the executor's
+//! own `__idem_run` ([`TableRun`], [`DurableRun`]).
 //!
-//! Four things are decided by the type checker rather than by the macro,
+//! These things are decided by the type checker rather than by the macro,
 //! which only sees tokens:
 //!
 //! * the **return kind**: whether the function returns a `Result` (its
@@ -26,7 +28,11 @@
 //! * with `fingerprint = ...`, whether its value is `Hash`, and whether the
 //!   return type can carry a mismatch, `Err(E::from(Mismatch))` (a compile
 //!   error at the expression, or at the option, otherwise, with a flight
-//!   too); see [`fingerprint_probe`].
+//!   too); see [`fingerprint_probe`];
+//! * with `flight = ...`, which executor it is, and what follows from it:
+//!   a `Durable`'s keys are text, its codec must encode its values and
+//!   errors, its own failures go into the error type, only it has a
+//!   `fence`, and `detached` takes a `SingleFlight`; see [`flight_probe`].
 //!
 //! Each is a method call on a probe that resolves, by auto-ref
 //! specialisation ([`autoref`]), to one of several levels. The levels for
@@ -136,20 +142,50 @@
 //! [`run_detached`] (`SingleFlight::run_detached`), located at the
 //! `detached` keyword so that a body that is not `Send` is reported there.
 //!
-//! With `flight = self.flight`, step 3 is instead
+//! With `flight = self.payments`, steps 1, 3 and 4 are instead, the same
+//! tokens whether `payments` is a `SingleFlight` or a `Durable`:
 //!
 //! ```ignore
 //! let __idem_refusals = (&&RefusalProbe::of(__idem_return_kind)).__idem_flight_refusals();
-//! let __idem_table = ::idem::__private::fit((self.flight).__idem_flight(), __idem_return_kind);
-//! let __idem_key = ::idem::__private::flight_key(__idem_table, <the key>);
+//! // Found (through `Arc` and the like), and checked against the return type.
+//! let __idem_table = ::idem::__private::fit(self.payments.__idem_flight(), __idem_return_kind);
+//! // A `Durable`'s codec encodes its values and errors (at the flight).
+//! let __idem_table = records((&&&&RecordProbe::of(__idem_table)).__idem_records(), __idem_table);
+//! // A `Durable`'s failures fit the error type (at the return type).
+//! let __idem_failures = (&&&DurableFailureProbe::of(__idem_table, __idem_return_kind))
+//!     .__idem_durable_failures();
+//! // The key, typed by the executor, then made its key (text, for a `Durable`).
+//! let __idem_key = {
+//!     let __idem_key = (__idem_table).__idem_key(<the key>);
+//!     text_key((&&&&&TextKeyProbe::of(__idem_table, &__idem_key)).__idem_text_key(), __idem_key)
+//! };
+//! (__idem_table).__idem_run(
+//!     __idem_return_kind, __idem_refusals, __idem_failures, __idem_fn, __idem_key,
+//!     move |__idem_fence| async move { /* the dead return, the body */ },
+//! )
+//! .await
 //! ```
 //!
-//! and there is no key probe (and the refusal marker is never an error): the method call [`AsFlight::__idem_flight`]
-//! sees through `Arc` and other smart pointers; [`fit`] checks, once, that
-//! the flight's value and error types fit the return type, with the error
-//! at the flight expression; and [`flight_key`] types the key as the
-//! flight's key (so `key = id.into()` infers, and a mismatch is reported
-//! at the key). The flight is evaluated before the key.
+//! There is no key probe (and the refusal marker is never an error). The
+//! method call [`AsFlight::__idem_flight`] (a `Durable`'s is
+//! [`DurableFlight::__idem_flight`]) sees through `Arc` and other smart
+//! pointers; [`fit`] checks, once, that the executor's value and error
+//! types fit the return type, with the error at the flight expression;
+//! `__idem_key` types the key as a `SingleFlight`'s key (so
+//! `key = id.into()` infers, and a mismatch is reported at the key), or
+//! takes any key for a `Durable`, which the text-key probe turns into a
+//! `String` (or reports, at the key). The flight is evaluated before the
+//! key. The method calls resolve to the executor's traits: [`TableRun`]
+//! for a `SingleFlight`, whose `__idem_run` is [`run`] with a work that
+//! takes `NoFence`, and [`DurableRun`] for a `Durable`, whose `__idem_run`
+//! is `Durable::run` with the answer mapped back (see
+//! [`durable_flight`]). With `fence = name`, `(&&FenceProbe::of(..))
+//! .__idem_fence()`, spanned at the option, checks that the executor is a
+//! `Durable`, and the work starts with `let name = bind_fence(.., __idem_fence);`.
+//! With `detached`, `(&&DetachProbe::of(..)).__idem_detached()`, spanned at
+//! the option, checks that it is a `SingleFlight`, and the driver is
+//! [`run_detached`], with a work without arguments, as for the function's
+//! own table.
 //!
 //! With `fingerprint = (order.cents, order.currency)`, the steps start with
 //!
@@ -180,9 +216,10 @@
 //! * [`slot`]: [`Slot`] and [`Config`], the function's own table, and
 //!   [`own_table`];
 //! * [`user_flight`]: a `flight = ...` of the user's, checked against the
-//!   return type;
+//!   return type, and a `SingleFlight`'s runs;
+//! * [`durable_flight`]: a `Durable`'s runs;
 //! * [`key_probe`], [`return_probe`], [`refusal_probe`],
-//!   [`fingerprint_probe`]: the classifications;
+//!   [`fingerprint_probe`], [`flight_probe`]: the classifications;
 //! * [`autoref`]: the `level!` macro they are written with;
 //! * [`diagnostics`]: the traits whose messages are the compile errors;
 //! * [`drivers`]: what the expansion awaits.
@@ -195,7 +232,9 @@
 mod autoref;
 mod diagnostics;
 mod drivers;
+mod durable_flight;
 pub mod fingerprint_probe;
+pub mod flight_probe;
 pub mod key_probe;
 pub mod refusal_probe;
 pub mod return_probe;
@@ -204,10 +243,13 @@ mod user_flight;
 
 pub use autoref::Fine;
 pub use diagnostics::{
-    DetachedWork, ErrorMustBeShareable, ErrorMustCarryMismatch, ErrorMustCarryRefusals,
-    FingerprintMustBeHashable, KeyMustBeHashable, KeyMustOwnItsData, ReturnMustCarryMismatch,
-    ReturnMustCarryRefusals, ValueMustBeShareable,
+    DetachedNeedsSingleFlight, DetachedWork, DurableKeyMustBeText, ErrorMustBeRecordable,
+    ErrorMustBeShareable, ErrorMustCarryDurableFailures, ErrorMustCarryMismatch,
+    ErrorMustCarryRefusals, FenceNeedsDurable, FingerprintMustBeHashable, KeyMustBeHashable,
+    KeyMustOwnItsData, ReturnMustCarryMismatch, ReturnMustCarryRefusals, ValueMustBeRecordable,
+    ValueMustBeShareable,
 };
 pub use drivers::{run, run_detached, run_detached_with_fingerprint, run_with_fingerprint};
+pub use durable_flight::{DurableFlight, DurableReturn, DurableRun};
 pub use slot::{own_table, Config, Slot};
-pub use user_flight::{fit, flight_key, AsFlight, FitsFlight};
+pub use user_flight::{fit, AsFlight, FitsFlight, FlightTypes, NoFence, TableRun};
