@@ -56,14 +56,15 @@ use proc_macro::TokenStream;
 ///
 /// | option | meaning |
 /// |---|---|
-/// | `key = <expr>` | **Required.** What makes two calls the same: any expression over the arguments (`order.id`, `(user, day)`, `req.idempotency_key.clone()`, `format!("{a}/{b}")`). Evaluated once, before the body; the body can still use what it names. Its value must own its data (no reference, not even a `&'static str`: use a `String` or an enum) and be `Hash + Eq + Clone + Send + Sync + 'static`. |
+/// | `key = <expr>` | **Required.** What makes two calls the same: any expression over the arguments (`order.id`, `(user, day)`, `req.idempotency_key.clone()`, `format!("{a}/{b}")`). Evaluated once, before the body; the body can still use what it names. Its value must own its data (no reference, not even a `&'static str`: use a `String` or an enum) and be `Hash + Eq + Clone + Send + Sync + 'static`; with a `Durable`, it is text instead (see *Across processes*). |
 /// | `fingerprint = <expr>` | What the call asks for (its payload), checked against the execution or stored result its key finds: any expression over the arguments, such as `(order.amount, &order.currency)`. Evaluated once, before the body and the key, and only hashed ([`Fingerprint::of`]), so it may borrow the arguments and need not be `'static` or `Clone`, only `Hash`; the places in a tuple (`(order.amount, order.currency)`) are borrowed, not moved. A call whose key is running or stored with another fingerprint does not run the body and returns `Err(E::from(`[`Mismatch`]`))` (see *Fingerprints*). |
 /// | `ttl = "30s"` | How long a success is replayed: `"500ms"`, `"30s"`, `"5m"`, `"1h30m"`, `"2d"` (units `ns`, `us`, `ms`, `s`, `m`, `h`, `d`), checked at compile time; or any `Duration` expression, evaluated once, when the table is created (so it cannot use `self` or the arguments). Without it, concurrent calls are coalesced and nothing is kept afterwards. |
 /// | `max_entries = N` | The most results kept (needs `ttl`); a literal, or a `usize` expression evaluated when the table is created (so it cannot use `self` or the arguments). |
 /// | `eviction = "never"` | What the table does when it holds `max_entries` results (needs `max_entries`). `"adaptive"`, the default: a cache, which drops a result to make room, possibly well before its ttl. `"never"`: retry protection; a result is kept for its whole ttl, and a call for a new key is **refused** (see *Refusals*). |
 /// | `max_in_flight = N` | The most executions running at once; a call that would start another is **refused** (see *Refusals*), while calls that join a running execution or get a stored result are served. A literal, or a `usize` expression evaluated when the table is created. |
-/// | `flight = <expr>` | A [`SingleFlight`] of yours to run in (e.g. `self.flight`), with any hasher, instead of the function's own table. Its key type must be the key's, its types the return type's, and its own settings apply, so `ttl`, `max_entries`, `eviction` and `max_in_flight` cannot be given with it. |
-/// | `detached` | The body runs on its own tokio task and finishes (and its result is stored) even if every caller goes away; see [`SingleFlight::run_detached`]. The body must then be `Send + 'static`: it cannot use `self` or borrowed arguments. |
+/// | `flight = <expr>` | A [`SingleFlight`] of yours to run in (e.g. `self.flight`), with any hasher, instead of the function's own table; or a [`Durable`], to run at most once per key across processes (see *Across processes*). A `SingleFlight`'s key type must be the key's; either's types must be the return type's; and its own settings apply, so `ttl`, `max_entries`, `eviction` and `max_in_flight` cannot be given with it. |
+/// | `fence = <name>` | With a `Durable` only: the body gets the lease it runs under, an [`idem::durable::Fence`][Fence], by this name (see *Across processes*). |
+/// | `detached` | The body runs on its own tokio task and finishes (and its result is stored) even if every caller goes away; see [`SingleFlight::run_detached`]. The body must then be `Send + 'static`: it cannot use `self` or borrowed arguments. Not with a `Durable`. |
 ///
 /// # Tables
 ///
@@ -176,6 +177,130 @@ use proc_macro::TokenStream;
 /// # }
 /// ```
 ///
+/// # Across processes
+///
+/// With a [`Durable`] (feature `durable` of `idem`) as its `flight`, the
+/// body runs at most once per key across every process that shares the
+/// `Durable`'s store: duplicates in one process share one execution, the
+/// first process to claim the key runs the body under a lease, and its
+/// result is recorded and replayed, here and in the other processes, for
+/// the `Durable`'s `retain`. Two executors on one `Arc<MemoryStore>` stand
+/// for two processes here; `idem_redis::RedisStore` is the real thing.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use idem::durable::{Durable, DurableError};
+/// use idem::idempotent;
+/// use idem::store::MemoryStore;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// enum PayError {
+///     Declined,
+///     /// The `Durable`'s own failures: another process holds the key, the
+///     /// store cannot be reached, ...
+///     Unavailable(String),
+/// }
+///
+/// impl From<DurableError<Infallible>> for PayError {
+///     fn from(e: DurableError<Infallible>) -> Self {
+///         PayError::Unavailable(e.to_string())
+///     }
+/// }
+///
+/// /// One process of the payment service.
+/// struct Payments {
+///     durable: Durable<Arc<MemoryStore>, String, PayError>,
+///     charges: AtomicUsize,
+/// }
+///
+/// impl Payments {
+///     fn new(store: Arc<MemoryStore>) -> Self {
+///         let durable = Durable::builder(store)
+///             .namespace("payments")
+///             .retain(Duration::from_secs(24 * 3600))
+///             .build()
+///             .unwrap();
+///         Self { durable, charges: AtomicUsize::new(0) }
+///     }
+///
+///     #[idempotent(key = order_id, flight = self.durable, fence = fence)]
+///     async fn charge(&self, order_id: u64, cents: u64) -> Result<String, PayError> {
+///         self.charges.fetch_add(1, Ordering::SeqCst);
+///         // Downstream writes carry the lease's token, so that a stalled
+///         // owner's late writes are refused: `... WHERE fence < $1`.
+///         let token = fence.token();
+///         Ok(format!("receipt for order {order_id}: {cents} cents (fence {token})"))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = Arc::new(MemoryStore::new());
+/// let (first, second) = (Payments::new(Arc::clone(&store)), Payments::new(store));
+/// let receipt = first.charge(7, 1_250).await.unwrap();
+/// // A retry that lands on the other process gets the recorded receipt.
+/// assert_eq!(second.charge(7, 1_250).await, Ok(receipt));
+/// assert_eq!(first.charges.load(Ordering::SeqCst), 1);
+/// assert_eq!(second.charges.load(Ordering::SeqCst), 0);
+/// # }
+/// ```
+///
+/// What changes with a `Durable`:
+///
+/// * **Keys are text**, in the `Durable`'s namespace: a key that is
+///   `AsRef<str>` (`String`, `&str`, `Cow<str>`) is used as it is, any
+///   other `Display` key (`u64`, `Uuid`) as it prints. It is turned into a
+///   `String` before the body starts, so it may borrow the arguments, and
+///   need not be `Hash`. Any other key is a compile error at the key.
+///   Functions that share a `Durable` share its records: equal keys are the
+///   same record (`order.id` and `"7"` name one), so give each operation a
+///   `Durable` (a namespace) of its own, or keys of its own.
+/// * **The return type is `Result<V, E>`**, for a `Durable<S, V, E, C>`;
+///   anything else is a compile error at the flight. `V` and `E` are
+///   recorded with the `Durable`'s codec (the default, `Json`, takes
+///   `serde` types); one that cannot encode them is a compile error at the
+///   flight.
+/// * **Errors.** The body's `Err(e)` is returned as it is, and released
+///   (the next call, in any process, runs again) unless the `Durable`'s
+///   `record_errors` picks it, which records it and replays it like a
+///   value. The `Durable`'s own failures, which are not the body's: another
+///   process holds the key (`DurableError::Running`, with
+///   `OnRunning::Reject` or once the wait times out), the lease was lost
+///   before the result was recorded (`LeaseLost`: the body ran, its result
+///   was not recorded), the store failed or holds a record it cannot read
+///   (`Store`: if the key could not be claimed, the body did not run; if
+///   the result could not be recorded, it did), are returned as
+///   `Err(E::from(DurableError::<Infallible>::..))`. `E` must therefore
+///   implement `From<idem::durable::DurableError<Infallible>>` (the
+///   `Infallible`: the body's own errors never come this way); otherwise
+///   this is a compile error at the return type.
+/// * **Panics** are as with a `SingleFlight` (see *Panics*): a panic of
+///   each caller coalesced on the execution, in this process. The lease is
+///   released: the next call, in any process, runs the body again.
+/// * **`fingerprint`** is checked by the store too: a key leased or
+///   recorded for another fingerprint, in any process, returns
+///   `Err(E::from(Mismatch))` (`Durable::run_with_fingerprint`).
+/// * **`fence = name`** binds the lease the body runs under, an
+///   [`idem::durable::Fence`][Fence], to `name` in the body: its `token()`
+///   grows with every lease of the key, for downstream writes to refuse a
+///   stalled owner's, and `is_lost()` says whether the lease was lost.
+///   With a `SingleFlight`, or without a `flight`, `fence` is a compile
+///   error.
+/// * **Settings** are the `Durable`'s (`retain`, `lease`, `max_run`,
+///   `on_running`, set with `Durable::builder()`): `ttl`, `max_entries`,
+///   `eviction` and `max_in_flight` are compile errors at the option, as
+///   with any `flight`; so is `detached`: the body runs in the caller's
+///   future (`Durable::run`), which renews its lease. A caller dropped
+///   mid-body drops its body: a caller of this process coalesced on it
+///   takes the work over, and with none the key is released (see
+///   [`Durable::run`][DurableRun]). For work that must finish once
+///   started, call `.call(key).run_detached(..)` on the `Durable`
+///   yourself.
+///
 /// # Panics
 ///
 /// A panic in the body is a panic, with the original message, for every
@@ -198,9 +323,13 @@ use proc_macro::TokenStream;
 /// keys (`&'static str` included), settings (`ttl`, `max_entries`,
 /// `max_in_flight`) that use `self` or an argument, a return type that
 /// cannot carry refusals (see *Refusals*) or mismatches (see
-/// *Fingerprints*), a `fingerprint` that is not `Hash`, and unknown,
-/// repeated or malformed options are compile errors that point at the token
-/// at fault.
+/// *Fingerprints*), a `fingerprint` that is not `Hash`, a `flight` whose
+/// types do not fit the return type, and unknown, repeated or malformed
+/// options are compile errors that point at the token at fault. So are,
+/// with a `Durable` (see *Across processes*), a key that is neither
+/// `AsRef<str>` nor `Display`, an error type without
+/// `From<DurableError<Infallible>>`, values or errors its codec cannot
+/// encode, and `detached`; and `fence` without a `Durable`.
 /// (Unknown, repeated and malformed options list the accepted ones; a value
 /// an option cannot take, `ttl = 30`, `max_entries = 0`, `eviction = "lru"`,
 /// says what to write instead; so do `max_entries` without `ttl` and
@@ -304,6 +433,9 @@ use proc_macro::TokenStream;
 /// [`Mismatch`]: https://docs.rs/idem/latest/idem/struct.Mismatch.html
 /// [`Fingerprint::of`]: https://docs.rs/idem/latest/idem/struct.Fingerprint.html#method.of
 /// [`SingleFlight::run_detached`]: https://docs.rs/idem/latest/idem/struct.SingleFlight.html#method.run_detached
+/// [`Durable`]: https://docs.rs/idem/latest/idem/durable/struct.Durable.html
+/// [Fence]: https://docs.rs/idem/latest/idem/durable/struct.Fence.html
+/// [DurableRun]: https://docs.rs/idem/latest/idem/durable/struct.Durable.html#method.run
 #[proc_macro_attribute]
 pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::idempotent(args.into(), item.into()).into()
