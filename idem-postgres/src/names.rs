@@ -20,7 +20,11 @@ pub struct InvalidName {
 
 impl fmt::Display for InvalidName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} cannot name an idem-postgres table or schema: {}", self.name, self.reason)
+        write!(
+            f,
+            "{:?} cannot name an idem-postgres table or schema: {}",
+            self.name, self.reason
+        )
     }
 }
 

@@ -102,7 +102,10 @@ impl PostgresStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-        if let Some(v) = applied.iter().find(|v| !MIGRATIONS.iter().any(|m| m.version == **v)) {
+        if let Some(v) = applied
+            .iter()
+            .find(|v| !MIGRATIONS.iter().any(|m| m.version == **v))
+        {
             return Err(StoreError::Corrupt {
                 key: n.table.clone(),
                 reason: format!(

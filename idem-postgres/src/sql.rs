@@ -80,7 +80,8 @@ impl Statements {
              WHERE r.expires_at <= clock_timestamp() \
              RETURNING r.fence, {LEFT_US} AS left_us"
         );
-        let is_lease = "namespace = $1 AND key = $2 AND state = 'leased' AND fence = $3 AND owner = $4::uuid \
+        let is_lease =
+            "namespace = $1 AND key = $2 AND state = 'leased' AND fence = $3 AND owner = $4::uuid \
                         AND expires_at > clock_timestamp()";
         let renew = format!(
             "UPDATE {table} SET expires_at = clock_timestamp() + $5 * interval '1 microsecond' \

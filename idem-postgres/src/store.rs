@@ -307,7 +307,8 @@ impl Entry {
         Ok(Self {
             completed,
             fingerprint: row.try_get("fingerprint").map_err(get)?,
-            fence: fence_of(fence).ok_or_else(|| corrupt(format!("its fencing token {fence} is not positive")))?,
+            fence: fence_of(fence)
+                .ok_or_else(|| corrupt(format!("its fencing token {fence} is not positive")))?,
             mine: row.try_get("mine").map_err(get)?,
             payload: row.try_get("payload").map_err(get)?,
             left_us: row.try_get("left_us").map_err(get)?,

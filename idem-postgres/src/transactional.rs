@@ -178,7 +178,9 @@ impl PostgresStore {
                 key: key.key.to_owned(),
                 fence: fence_of(fence).ok_or_else(|| StoreError::Corrupt {
                     key: key.to_string(),
-                    reason: format!("the sequence gave the fencing token {fence}, not a positive one"),
+                    reason: format!(
+                        "the sequence gave the fencing token {fence}, not a positive one"
+                    ),
                 })?,
                 owner,
                 retain: self.retain,
@@ -247,7 +249,10 @@ impl PostgresStore {
                 Err(e) if is_lock_timeout(&e) => return in_progress,
                 Err(e) => return Err(self.error(e)),
             };
-            if let Some(fence) = row.try_get::<Option<i64>, _>("fence").map_err(unavailable)? {
+            if let Some(fence) = row
+                .try_get::<Option<i64>, _>("fence")
+                .map_err(unavailable)?
+            {
                 return claimed(fence);
             }
         }

@@ -24,15 +24,13 @@ async fn process(db: &Db, ns: &str, saw_running: Arc<Notify>) -> Payments {
     // A pool of its own, as another process would have.
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
-        .connect_with(
-            db.pool
-                .connect_options()
-                .as_ref()
-                .clone(),
-        )
+        .connect_with(db.pool.connect_options().as_ref().clone())
         .await
         .unwrap();
-    let store = PostgresStore::builder(pool).schema(&db.schema).build().unwrap();
+    let store = PostgresStore::builder(pool)
+        .schema(&db.schema)
+        .build()
+        .unwrap();
     store.migrate().await.unwrap();
     let store: Watched = Observed::new(
         store,
@@ -71,19 +69,44 @@ async fn a_result_is_recorded_once_and_replayed_by_another_process() {
             Ok::<_, String>(format!("charged {cents}"))
         }
     };
-    let (r, how) = a.run_with_fingerprint("order-1", fp(100), charge(100)).await;
-    assert_eq!((r.as_deref(), how), (Ok("charged 100"), DurableOutcome::Executed));
-    let (r, how) = b.run_with_fingerprint("order-1", fp(100), charge(100)).await;
-    assert_eq!((r.as_deref(), how), (Ok("charged 100"), DurableOutcome::Replayed));
-    let (r, _) = b.run_with_fingerprint("order-1", fp(999), charge(999)).await;
+    let (r, how) = a
+        .run_with_fingerprint("order-1", fp(100), charge(100))
+        .await;
+    assert_eq!(
+        (r.as_deref(), how),
+        (Ok("charged 100"), DurableOutcome::Executed)
+    );
+    let (r, how) = b
+        .run_with_fingerprint("order-1", fp(100), charge(100))
+        .await;
+    assert_eq!(
+        (r.as_deref(), how),
+        (Ok("charged 100"), DurableOutcome::Replayed)
+    );
+    let (r, _) = b
+        .run_with_fingerprint("order-1", fp(999), charge(999))
+        .await;
     assert_eq!(r, Err(DurableError::Mismatch));
     assert_eq!(runs.load(SeqCst), 1);
 
     // An error is not recorded: the next call runs again.
-    let (r, how) = a.run("order-2", |_| async { Err::<String, _>("declined".to_string()) }).await;
-    assert_eq!((r, how), (Err(DurableError::Failed("declined".to_string())), DurableOutcome::Executed));
+    let (r, how) = a
+        .run("order-2", |_| async {
+            Err::<String, _>("declined".to_string())
+        })
+        .await;
+    assert_eq!(
+        (r, how),
+        (
+            Err(DurableError::Failed("declined".to_string())),
+            DurableOutcome::Executed
+        )
+    );
     let (r, how) = b.run("order-2", charge(5)).await;
-    assert_eq!((r.as_deref(), how), (Ok("charged 5"), DurableOutcome::Executed));
+    assert_eq!(
+        (r.as_deref(), how),
+        (Ok("charged 5"), DurableOutcome::Executed)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +124,9 @@ async fn a_second_process_waits_for_the_first_and_gets_its_result() {
     });
     let other = async {
         started.notified().await;
-        let waiter = b.run("order-3", |_| async { Ok::<_, String>("charged twice".to_string()) });
+        let waiter = b.run("order-3", |_| async {
+            Ok::<_, String>("charged twice".to_string())
+        });
         let let_go = async {
             saw_running.notified().await;
             release.notify_one();
@@ -109,6 +134,12 @@ async fn a_second_process_waits_for_the_first_and_gets_its_result() {
         tokio::join!(waiter, let_go).0
     };
     let ((r1, how1), (r2, how2)) = tokio::join!(owner, other);
-    assert_eq!((r1.as_deref(), how1), (Ok("charged once"), DurableOutcome::Executed));
-    assert_eq!((r2.as_deref(), how2), (Ok("charged once"), DurableOutcome::Waited));
+    assert_eq!(
+        (r1.as_deref(), how1),
+        (Ok("charged once"), DurableOutcome::Executed)
+    );
+    assert_eq!(
+        (r2.as_deref(), how2),
+        (Ok("charged once"), DurableOutcome::Waited)
+    );
 }

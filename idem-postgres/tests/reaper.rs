@@ -16,21 +16,30 @@ const LONG: Duration = Duration::from_secs(600);
 const GONE: Duration = Duration::from_micros(1);
 
 fn key(k: &str) -> StoreKey<'_> {
-    StoreKey { namespace: "r", key: k }
+    StoreKey {
+        namespace: "r",
+        key: k,
+    }
 }
 
 async fn lease(store: &PostgresStore, k: &str, ttl: Duration) -> Lease {
-    match store.claim(key(k), None, Owner::random(), ttl).await.unwrap() {
+    match store
+        .claim(key(k), None, Owner::random(), ttl)
+        .await
+        .unwrap()
+    {
         Claimed::Leased(lease) => lease,
         other => panic!("{k}: expected a lease, got {other:?}"),
     }
 }
 
 async fn count(db: &Db, filter: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM idem_records WHERE {filter}")))
-        .fetch_one(&db.pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM idem_records WHERE {filter}"
+    )))
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,10 +49,16 @@ async fn the_reaper_under_traffic_deletes_only_expired_entries() {
     // Live: leases held, and records kept.
     let mut held = Vec::new();
     for i in 0..30 {
-        held.push((format!("held-{i}"), lease(&store, &format!("held-{i}"), LONG).await));
+        held.push((
+            format!("held-{i}"),
+            lease(&store, &format!("held-{i}"), LONG).await,
+        ));
         let k = format!("kept-{i}");
         let l = lease(&store, &k, LONG).await;
-        store.complete(key(&k), &l, k.as_bytes(), LONG).await.unwrap();
+        store
+            .complete(key(&k), &l, k.as_bytes(), LONG)
+            .await
+            .unwrap();
     }
     // Expired: released leases, which the traffic takes over while the
     // reaper runs, and records past their retention.
@@ -61,7 +76,11 @@ async fn the_reaper_under_traffic_deletes_only_expired_entries() {
     let deleted = Arc::new(AtomicU64::new(0));
     let reapers: Vec<_> = (0..2)
         .map(|_| {
-            let (store, done, deleted) = (store.clone(), Arc::clone(&traffic_done), Arc::clone(&deleted));
+            let (store, done, deleted) = (
+                store.clone(),
+                Arc::clone(&traffic_done),
+                Arc::clone(&deleted),
+            );
             tokio::spawn(async move {
                 loop {
                     let traffic_over = done.load(SeqCst);
@@ -81,7 +100,10 @@ async fn the_reaper_under_traffic_deletes_only_expired_entries() {
                 for i in (t..120).step_by(4) {
                     let k = format!("churn-{i}");
                     let l = lease(&store, &k, LONG).await;
-                    store.complete(key(&k), &l, k.as_bytes(), LONG).await.unwrap();
+                    store
+                        .complete(key(&k), &l, k.as_bytes(), LONG)
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -94,21 +116,44 @@ async fn the_reaper_under_traffic_deletes_only_expired_entries() {
         r.await.unwrap();
     }
 
-    assert_eq!(count(&db, "expires_at <= now()").await, 0, "every expired entry is gone");
-    assert!(deleted.load(SeqCst) >= 120, "the old records at least: {}", deleted.load(SeqCst));
+    assert_eq!(
+        count(&db, "expires_at <= now()").await,
+        0,
+        "every expired entry is gone"
+    );
+    assert!(
+        deleted.load(SeqCst) >= 120,
+        "the old records at least: {}",
+        deleted.load(SeqCst)
+    );
     assert_eq!(count(&db, "true").await, 30 + 30 + 120);
     for (k, l) in &held {
-        store.renew(key(k), l, LONG).await.expect("a held lease survives");
+        store
+            .renew(key(k), l, LONG)
+            .await
+            .expect("a held lease survives");
     }
     for i in 0..30 {
         let k = format!("kept-{i}");
-        let c = store.claim(key(&k), None, Owner::random(), LONG).await.unwrap();
-        assert!(matches!(c, Claimed::Completed(r) if r.payload == k.as_bytes()), "{k}");
+        let c = store
+            .claim(key(&k), None, Owner::random(), LONG)
+            .await
+            .unwrap();
+        assert!(
+            matches!(c, Claimed::Completed(r) if r.payload == k.as_bytes()),
+            "{k}"
+        );
     }
     for i in 0..120 {
         let k = format!("churn-{i}");
-        let c = store.claim(key(&k), None, Owner::random(), LONG).await.unwrap();
-        assert!(matches!(c, Claimed::Completed(r) if r.payload == k.as_bytes()), "{k}");
+        let c = store
+            .claim(key(&k), None, Owner::random(), LONG)
+            .await
+            .unwrap();
+        assert!(
+            matches!(c, Claimed::Completed(r) if r.payload == k.as_bytes()),
+            "{k}"
+        );
     }
 }
 

@@ -71,11 +71,24 @@ async fn an_expired_lease_is_taken_over_and_the_stale_owner_fenced_downstream_to
     assert!(newer.fence > stale.fence);
     assert_eq!(fenced_write(200, newer.fence).await, 1);
     // The stale owner wakes up.
-    assert_eq!(fenced_write(100, stale.fence).await, 0, "the table refuses the stale write");
+    assert_eq!(
+        fenced_write(100, stale.fence).await,
+        0,
+        "the table refuses the stale write"
+    );
     let k = key("acct-1");
-    assert!(matches!(store.renew(k, &stale, LONG).await, Err(StoreError::Fenced)));
-    assert!(matches!(store.complete(k, &stale, b"stale", LONG).await, Err(StoreError::Fenced)));
-    assert!(matches!(store.release(k, &stale).await, Err(StoreError::Fenced)));
+    assert!(matches!(
+        store.renew(k, &stale, LONG).await,
+        Err(StoreError::Fenced)
+    ));
+    assert!(matches!(
+        store.complete(k, &stale, b"stale", LONG).await,
+        Err(StoreError::Fenced)
+    ));
+    assert!(matches!(
+        store.release(k, &stale).await,
+        Err(StoreError::Fenced)
+    ));
     store.complete(k, &newer, b"200", LONG).await.unwrap();
     let c = store.claim(k, None, Owner::random(), LONG).await.unwrap();
     assert!(matches!(c, Claimed::Completed(r) if r.payload == b"200" && r.fence == newer.fence));
@@ -101,7 +114,10 @@ async fn fingerprints_are_checked_on_leases_and_records() {
     assert!(matches!(claim(None).await.unwrap(), Claimed::Completed(_)));
     // The 64 bits survive the signed column: a fingerprint with its top
     // bit set matches itself only.
-    let (hi, hi2) = (Some(Fingerprint::from_u64(u64::MAX)), Some(Fingerprint::from_u64(1 << 63)));
+    let (hi, hi2) = (
+        Some(Fingerprint::from_u64(u64::MAX)),
+        Some(Fingerprint::from_u64(1 << 63)),
+    );
     let l = lease(&store, "hi", hi, LONG).await;
     store.complete(key("hi"), &l, b"v", LONG).await.unwrap();
     let claim = |fp| store.claim(key("hi"), fp, Owner::random(), LONG);
@@ -144,11 +160,24 @@ async fn the_time_left_is_the_databases() {
     let db = Db::new("clock", 2).await;
     let store = db.store().await;
     let l = lease(&store, "t", None, Duration::from_secs(10)).await;
-    assert!(l.ttl <= Duration::from_secs(10) && l.ttl > Duration::from_secs(9), "{:?}", l.ttl);
-    store.renew(key("t"), &l, Duration::from_secs(100)).await.unwrap();
-    match store.claim(key("t"), None, Owner::random(), LONG).await.unwrap() {
+    assert!(
+        l.ttl <= Duration::from_secs(10) && l.ttl > Duration::from_secs(9),
+        "{:?}",
+        l.ttl
+    );
+    store
+        .renew(key("t"), &l, Duration::from_secs(100))
+        .await
+        .unwrap();
+    match store
+        .claim(key("t"), None, Owner::random(), LONG)
+        .await
+        .unwrap()
+    {
         Claimed::Running { retry_after } => {
-            assert!(retry_after > Duration::from_secs(99) && retry_after <= Duration::from_secs(100));
+            assert!(
+                retry_after > Duration::from_secs(99) && retry_after <= Duration::from_secs(100)
+            );
         }
         other => panic!("{other:?}"),
     }

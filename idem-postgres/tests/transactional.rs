@@ -51,7 +51,11 @@ async fn setup(test: &str, connections: u32, lock_timeout: Duration) -> (Db, Pos
 /// transaction.
 async fn pay(store: &PostgresStore, pool: &PgPool, order: &str, cents: i64) -> Paid {
     let mut tx = pool.begin().await.unwrap();
-    match store.claim_in(&mut tx, key(order), fp(cents)).await.unwrap() {
+    match store
+        .claim_in(&mut tx, key(order), fp(cents))
+        .await
+        .unwrap()
+    {
         TxClaim::Claimed(claim) => {
             sqlx::query("INSERT INTO payments (order_id, cents, fence) VALUES ($1, $2, $3)")
                 .bind(order)
@@ -95,7 +99,11 @@ async fn fifty_concurrent_transactions_make_one_payment_and_49_replays() {
     // The first transaction claims and writes, and holds the key open
     // until all the others wait on it.
     let mut first = db.pool.begin().await.unwrap();
-    let TxClaim::Claimed(claim) = store.claim_in(&mut first, key("o-1"), fp(500)).await.unwrap() else {
+    let TxClaim::Claimed(claim) = store
+        .claim_in(&mut first, key("o-1"), fp(500))
+        .await
+        .unwrap()
+    else {
         panic!("the first claim of a new key")
     };
     sqlx::query("INSERT INTO payments (order_id, cents, fence) VALUES ('o-1', 500, $1)")
@@ -110,7 +118,11 @@ async fn fifty_concurrent_transactions_make_one_payment_and_49_replays() {
         })
         .collect();
     db.until_waiting_on_locks(49).await;
-    assert_eq!(payments(&db.pool, "o-1").await, 0, "nothing is visible before the commit");
+    assert_eq!(
+        payments(&db.pool, "o-1").await,
+        0,
+        "nothing is visible before the commit"
+    );
     claim.complete(&mut first, b"receipt-1").await.unwrap();
     first.commit().await.unwrap();
     for other in others {
@@ -123,7 +135,11 @@ async fn fifty_concurrent_transactions_make_one_payment_and_49_replays() {
 async fn a_rolled_back_claim_lets_the_waiting_duplicate_run() {
     let (db, store) = setup("rollback", 4, Duration::from_secs(30)).await;
     let mut first = db.pool.begin().await.unwrap();
-    let TxClaim::Claimed(_claim) = store.claim_in(&mut first, key("o-2"), fp(700)).await.unwrap() else {
+    let TxClaim::Claimed(_claim) = store
+        .claim_in(&mut first, key("o-2"), fp(700))
+        .await
+        .unwrap()
+    else {
         panic!("the first claim of a new key")
     };
     sqlx::query("INSERT INTO payments (order_id, cents, fence) VALUES ('o-2', 700, 0)")
@@ -138,7 +154,10 @@ async fn a_rolled_back_claim_lets_the_waiting_duplicate_run() {
     first.rollback().await.unwrap();
     let receipt = b"paid 700 for o-2".to_vec();
     assert_eq!(second.await.unwrap(), Paid::Executed(receipt.clone()));
-    assert_eq!(pay(&store, &db.pool, "o-2", 700).await, Paid::Replayed(receipt));
+    assert_eq!(
+        pay(&store, &db.pool, "o-2", 700).await,
+        Paid::Replayed(receipt)
+    );
     assert_eq!(payments(&db.pool, "o-2").await, 1);
 
     // And without anyone waiting: a rollback leaves the key vacant.
@@ -149,7 +168,10 @@ async fn a_rolled_back_claim_lets_the_waiting_duplicate_run() {
     ));
     tx.rollback().await.unwrap();
     assert_eq!(records(&db.pool, "o-3").await, 0);
-    assert!(matches!(pay(&store, &db.pool, "o-3", 1).await, Paid::Executed(_)));
+    assert!(matches!(
+        pay(&store, &db.pool, "o-3", 1).await,
+        Paid::Executed(_)
+    ));
 }
 
 /// The connection of a transaction that claimed and wrote is killed from
@@ -165,7 +187,8 @@ async fn a_connection_killed_mid_transaction_leaves_nothing_and_the_retry_runs_o
         .await
         .unwrap();
     let mut tx = conn.begin().await.unwrap();
-    let TxClaim::Claimed(claim) = store.claim_in(&mut tx, key("o-4"), fp(900)).await.unwrap() else {
+    let TxClaim::Claimed(claim) = store.claim_in(&mut tx, key("o-4"), fp(900)).await.unwrap()
+    else {
         panic!("the first claim of a new key")
     };
     sqlx::query("INSERT INTO payments (order_id, cents, fence) VALUES ('o-4', 900, 0)")
@@ -191,21 +214,33 @@ async fn a_connection_killed_mid_transaction_leaves_nothing_and_the_retry_runs_o
 
     let receipt = b"paid 900 for o-4".to_vec();
     assert_eq!(waiter.await.unwrap(), Paid::Executed(receipt.clone()));
-    assert_eq!(pay(&store, &db.pool, "o-4", 900).await, Paid::Replayed(receipt));
+    assert_eq!(
+        pay(&store, &db.pool, "o-4", 900).await,
+        Paid::Replayed(receipt)
+    );
     assert_eq!(payments(&db.pool, "o-4").await, 1);
     let fence: i64 = sqlx::query_scalar("SELECT fence FROM payments WHERE order_id = 'o-4'")
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    assert!(fence > 0, "the surviving payment is the waiter's, with its fence");
+    assert!(
+        fence > 0,
+        "the surviving payment is the waiter's, with its fence"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_reused_with_another_fingerprint_is_a_mismatch() {
     let (db, store) = setup("mismatch", 4, Duration::from_secs(30)).await;
-    assert!(matches!(pay(&store, &db.pool, "o-5", 100).await, Paid::Executed(_)));
+    assert!(matches!(
+        pay(&store, &db.pool, "o-5", 100).await,
+        Paid::Executed(_)
+    ));
     assert_eq!(pay(&store, &db.pool, "o-5", 200).await, Paid::Mismatch);
-    assert!(matches!(pay(&store, &db.pool, "o-5", 100).await, Paid::Replayed(_)));
+    assert!(matches!(
+        pay(&store, &db.pool, "o-5", 100).await,
+        Paid::Replayed(_)
+    ));
     let mut tx = db.pool.begin().await.unwrap();
     assert!(matches!(
         store.claim_in(&mut tx, key("o-5"), None).await.unwrap(),
@@ -215,7 +250,11 @@ async fn a_key_reused_with_another_fingerprint_is_a_mismatch() {
 
     // A duplicate with another fingerprint that waited on the first.
     let mut first = db.pool.begin().await.unwrap();
-    let TxClaim::Claimed(claim) = store.claim_in(&mut first, key("o-6"), fp(100)).await.unwrap() else {
+    let TxClaim::Claimed(claim) = store
+        .claim_in(&mut first, key("o-6"), fp(100))
+        .await
+        .unwrap()
+    else {
         panic!("the first claim of a new key")
     };
     let other = {
@@ -236,7 +275,8 @@ async fn a_key_reused_with_another_fingerprint_is_a_mismatch() {
 async fn a_lock_timeout_answers_in_progress() {
     let (db, store) = setup("lock_timeout", 4, Duration::from_millis(200)).await;
     let mut first = db.pool.begin().await.unwrap();
-    let TxClaim::Claimed(_claim) = store.claim_in(&mut first, key("o-7"), None).await.unwrap() else {
+    let TxClaim::Claimed(_claim) = store.claim_in(&mut first, key("o-7"), None).await.unwrap()
+    else {
         panic!("the first claim of a new key")
     };
     let mut second = db.pool.begin().await.unwrap();
@@ -255,7 +295,10 @@ async fn a_lock_timeout_answers_in_progress() {
         waited >= Duration::from_millis(200) && waited < Duration::from_secs(10),
         "waited {waited:?} with a lock timeout of 200 ms"
     );
-    let e = sqlx::query("SELECT 1").execute(&mut *second).await.unwrap_err();
+    let e = sqlx::query("SELECT 1")
+        .execute(&mut *second)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("aborted"), "{e}");
     second.rollback().await.unwrap();
 
@@ -275,7 +318,10 @@ async fn a_lock_timeout_answers_in_progress() {
         .claim(key("o-7"), None, Owner::random(), Duration::from_secs(60))
         .await
         .unwrap();
-    assert!(matches!(&c, Claimed::Completed(r) if r.payload.is_empty()), "{c:?}");
+    assert!(
+        matches!(&c, Claimed::Completed(r) if r.payload.is_empty()),
+        "{c:?}"
+    );
 }
 
 async fn lock_timeout_of(tx: &mut sqlx::PgConnection) -> String {
@@ -290,16 +336,28 @@ async fn lock_timeout_of(tx: &mut sqlx::PgConnection) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_transactions_own_lock_timeout_is_restored() {
     let (db, store) = setup("restore", 4, Duration::from_millis(300)).await;
-    assert!(matches!(pay(&store, &db.pool, "done", 1).await, Paid::Executed(_)));
+    assert!(matches!(
+        pay(&store, &db.pool, "done", 1).await,
+        Paid::Executed(_)
+    ));
     // An expired lease: a microsecond long.
     let Claimed::Leased(stale) = store
-        .claim(key("expired"), None, Owner::random(), Duration::from_micros(1))
+        .claim(
+            key("expired"),
+            None,
+            Owner::random(),
+            Duration::from_micros(1),
+        )
         .await
         .unwrap()
     else {
         panic!("a new key")
     };
-    for (order, path) in [("new", "a new row"), ("done", "a replay"), ("expired", "a takeover")] {
+    for (order, path) in [
+        ("new", "a new row"),
+        ("done", "a replay"),
+        ("expired", "a takeover"),
+    ] {
         let mut tx = db.pool.begin().await.unwrap();
         sqlx::query("SET LOCAL lock_timeout = '7s'")
             .execute(&mut *tx)
@@ -310,7 +368,10 @@ async fn the_transactions_own_lock_timeout_is_restored() {
         match (order, answer) {
             ("new", TxClaim::Claimed(_)) | ("done", TxClaim::Completed(_)) => {}
             ("expired", TxClaim::Claimed(claim)) => {
-                assert!(claim.fence() > stale.fence, "a takeover has a greater fence");
+                assert!(
+                    claim.fence() > stale.fence,
+                    "a takeover has a greater fence"
+                );
             }
             (_, other) => panic!("{path}: {other:?}"),
         }
@@ -334,14 +395,20 @@ async fn a_live_lease_is_in_progress_for_a_transaction() {
     match store.claim_in(&mut tx, key("o-8"), fp(5)).await.unwrap() {
         TxClaim::InProgress {
             retry_after: Some(left),
-        } => assert!(left > Duration::from_secs(30) && left <= Duration::from_secs(60), "{left:?}"),
+        } => assert!(
+            left > Duration::from_secs(30) && left <= Duration::from_secs(60),
+            "{left:?}"
+        ),
         other => panic!("{other:?}"),
     }
     assert!(matches!(
         store.claim_in(&mut tx, key("o-8"), fp(6)).await.unwrap(),
         TxClaim::Mismatch
     ));
-    sqlx::query("SELECT 1").execute(&mut *tx).await.expect("the transaction is not aborted");
+    sqlx::query("SELECT 1")
+        .execute(&mut *tx)
+        .await
+        .expect("the transaction is not aborted");
     tx.rollback().await.unwrap();
     store
         .complete(key("o-8"), &lease, b"done", Duration::from_secs(60))

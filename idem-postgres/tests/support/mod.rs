@@ -34,7 +34,10 @@ impl Db {
     /// A new schema for `test`, and a pool of up to `connections`
     /// connections whose `search_path` is that schema.
     pub async fn new(test: &str, connections: u32) -> Self {
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let schema = format!("idemtest_{secs}_{test}_{:08x}", rand_u32());
         let mut admin = admin().await;
         drop_stale_schemas(&mut admin, secs).await;
@@ -45,7 +48,11 @@ impl Db {
         let pool = PgPoolOptions::new()
             .max_connections(connections)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options().options([("search_path", schema.as_str())]).application_name(&schema))
+            .connect_with(
+                options()
+                    .options([("search_path", schema.as_str())])
+                    .application_name(&schema),
+            )
             .await
             .unwrap_or_else(|e| unreachable_db(&e));
         Self { schema, pool }
@@ -154,19 +161,23 @@ fn unreachable_db(e: &sqlx::Error) -> ! {
 }
 
 async fn drop_schema(admin: &mut PgConnection, schema: &str) {
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", quote(schema))))
-        .execute(admin)
-        .await
-        .unwrap_or_else(|e| panic!("dropping schema {schema}: {e}"));
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        quote(schema)
+    )))
+    .execute(admin)
+    .await
+    .unwrap_or_else(|e| panic!("dropping schema {schema}: {e}"));
 }
 
 /// Drops the schemas of test runs that were killed before they could.
 async fn drop_stale_schemas(admin: &mut PgConnection, now: u64) {
-    let schemas: Vec<String> =
-        sqlx::query_scalar(r"SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'idemtest\_%'")
-            .fetch_all(&mut *admin)
-            .await
-            .unwrap();
+    let schemas: Vec<String> = sqlx::query_scalar(
+        r"SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'idemtest\_%'",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap();
     for s in schemas {
         let born = s.split('_').nth(1).and_then(|t| t.parse::<u64>().ok());
         if born.is_some_and(|b| b + STALE.as_secs() < now) {
