@@ -436,3 +436,60 @@ async fn a_commit_without_completion_records_an_empty_result() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Under `REPEATABLE READ`, a claim that waited on another transaction
+/// cannot read what that one committed: it fails with a serialization
+/// error (40001), as the docs say, and the retried transaction replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_repeatable_read_a_claim_that_waited_fails_to_serialize() {
+    let (db, store) = setup("repeatable", 4, Duration::from_secs(30)).await;
+    let mut first = db.pool.begin().await.unwrap();
+    let TxClaim::Claimed(claim) = store.claim_in(&mut first, key("o-10"), None).await.unwrap()
+    else {
+        panic!("a new key")
+    };
+    let second = {
+        let (store, pool) = (store.clone(), db.pool.clone());
+        tokio::spawn(async move {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap(); // takes the snapshot
+            store.claim_in(&mut tx, key("o-10"), None).await
+        })
+    };
+    db.until_waiting_on_locks(1).await;
+    claim.complete(&mut first, b"r").await.unwrap();
+    first.commit().await.unwrap();
+    match second.await.unwrap() {
+        Err(idem::store::StoreError::Unavailable(e)) => {
+            assert!(e.to_string().contains("could not serialize"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let answer = store.claim_in(&mut tx, key("o-10"), None).await.unwrap();
+    assert!(matches!(answer, TxClaim::Completed(r) if r.payload == b"r"));
+}
+
+/// A transaction that claims a key twice finds its own claim.
+#[tokio::test]
+async fn a_second_claim_in_the_same_transaction_finds_the_first() {
+    let (db, store) = setup("twice", 2, Duration::from_secs(30)).await;
+    let mut tx = db.pool.begin().await.unwrap();
+    let TxClaim::Claimed(claim) = store.claim_in(&mut tx, key("o-11"), None).await.unwrap() else {
+        panic!("a new key")
+    };
+    let fence = claim.fence();
+    claim.complete(&mut tx, b"so far").await.unwrap();
+    match store.claim_in(&mut tx, key("o-11"), None).await.unwrap() {
+        TxClaim::Completed(r) => assert_eq!((r.fence, r.payload), (fence, b"so far".to_vec())),
+        other => panic!("{other:?}"),
+    }
+}
