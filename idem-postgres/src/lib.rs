@@ -200,6 +200,39 @@ pub use transactional::{Claim, TxClaim};
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use idem::store::{Store, StoreKey};
+
+    fn is_send_sync<T: Send + Sync>(_: &T) {}
+    fn is_send<T: Send>(_: &T) {}
+
+    /// Every handle is `Send + Sync`, and every future `Send`, so they fit
+    /// spawned tasks and axum handlers (a compile-time check: never run).
+    #[allow(dead_code, clippy::let_underscore_future)]
+    fn handles_and_futures_are_send(
+        store: &PostgresStore,
+        conn: &mut sqlx::PgConnection,
+        claim: Claim,
+    ) {
+        let key = StoreKey {
+            namespace: "n",
+            key: "k",
+        };
+        is_send_sync(store);
+        is_send_sync(&claim);
+        is_send(&store.claim_in(conn, key, None));
+        is_send(&claim.complete(conn, b""));
+        is_send(&store.claim(
+            key,
+            None,
+            idem::store::Owner::random(),
+            std::time::Duration::ZERO,
+        ));
+        is_send(&store.migrate());
+        is_send(&store.reap_expired(1));
+        is_send_sync(&store.spawn_reaper(std::time::Duration::from_secs(1), 1));
+        is_send_sync(&TxClaim::Mismatch);
+    }
     /// The SQL shown in the crate docs is what `migrate` runs.
     #[test]
     fn the_docs_show_the_schema_migrate_creates() {

@@ -1,13 +1,14 @@
 //! The transactional mode: the claim, the caller's writes and the
 //! completion in one transaction of the caller's.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use idem::store::{Owner, Record, StoreError, StoreKey};
 use idem::Fingerprint;
 use sqlx::postgres::PgConnection;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Connection, Row};
 
 use crate::sql::Statements;
 use crate::store::{
@@ -47,7 +48,6 @@ pub enum TxClaim {
 /// Committing without [`complete`](Self::complete) still records the key as
 /// done (the work committed with the claim), with an empty result: replays
 /// get an empty payload.
-#[derive(Debug)]
 #[must_use = "complete the claim in its transaction before committing"]
 pub struct Claim {
     namespace: String,
@@ -56,6 +56,16 @@ pub struct Claim {
     owner: Owner,
     retain: Duration,
     sql: Arc<Statements>,
+}
+
+impl fmt::Debug for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Claim")
+            .field("namespace", &self.namespace)
+            .field("key", &self.key)
+            .field("fence", &self.fence)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Claim {
@@ -155,8 +165,11 @@ impl PostgresStore {
     /// # Errors
     ///
     /// [`StoreError::Unavailable`] with the database's error (the
-    /// transaction is aborted then: roll it back); [`StoreError::Corrupt`]
-    /// for a row this version cannot read.
+    /// transaction is aborted then: roll it back), or when `conn` is not in
+    /// a transaction begun with sqlx (`pool.begin()`, `conn.begin()`; a
+    /// `BEGIN` sent as a query is not seen as one): a claim there would
+    /// commit before the work, so nothing is written.
+    /// [`StoreError::Corrupt`] for a row this version cannot read.
     ///
     /// # Cancel safety
     ///
@@ -168,6 +181,14 @@ impl PostgresStore {
         key: StoreKey<'_>,
         fingerprint: Option<Fingerprint>,
     ) -> Result<TxClaim, StoreError> {
+        if !conn.is_in_transaction() {
+            return Err(StoreError::Unavailable(
+                "claim_in needs a transaction begun with sqlx (pass `&mut *tx` of a `pool.begin()` or \
+                 `conn.begin()`): outside one, the claim would commit on its own, before the work; \
+                 nothing was written"
+                    .into(),
+            ));
+        }
         let fp = fingerprint_column(fingerprint);
         let owner = Owner::random();
         let hex = owner.to_hex();

@@ -191,7 +191,7 @@ async fn an_unreadable_row_is_corrupt() {
     let store = db.store().await;
     sqlx::query(
         "INSERT INTO idem_records (namespace, key, state, fence, owner, expires_at) \
-         VALUES ('accounts', 'bad', 'completed', -4, gen_random_uuid(), now() + interval '1 hour')",
+         VALUES ('accounts', 'bad', 'completed', -4, '00000000-0000-0000-0000-000000000000', now() + interval '1 hour')",
     )
     .execute(&db.pool)
     .await

@@ -493,3 +493,23 @@ async fn a_second_claim_in_the_same_transaction_finds_the_first() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A connection outside a transaction is refused: its claim would commit
+/// on its own, before the work.
+#[tokio::test]
+async fn a_claim_outside_a_transaction_is_refused_and_writes_nothing() {
+    let (db, store) = setup("autocommit", 2, Duration::from_secs(30)).await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    let e = store
+        .claim_in(&mut conn, key("o-12"), None)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("needs a transaction"), "{e}");
+    assert_eq!(records(&db.pool, "o-12").await, 0);
+    // A transaction of sqlx's on the same connection is one.
+    let mut tx = conn.begin().await.unwrap();
+    assert!(matches!(
+        store.claim_in(&mut tx, key("o-12"), None).await.unwrap(),
+        TxClaim::Claimed(_)
+    ));
+}

@@ -152,7 +152,7 @@ async fn admin() -> PgConnection {
 fn unreachable_db(e: &sqlx::Error) -> ! {
     panic!(
         "cannot reach PostgreSQL at {}: {e}\n\
-         The idem-postgres tests need a PostgreSQL server (12 or later) whose user may create schemas: \
+         The idem-postgres tests need a PostgreSQL server (10 or later) whose user may create schemas: \
          run one on 127.0.0.1:5432 with trust authentication, a user `postgres` and a database `test` \
          (`createdb test`), or point DATABASE_URL at one, e.g. \
          DATABASE_URL=postgres://user:password@host:5432/dbname cargo test -p idem-postgres",
