@@ -12,6 +12,7 @@
 //! the last task's end is what is measured.
 
 pub mod cases;
+pub mod redis;
 use std::convert::Infallible;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
