@@ -63,7 +63,17 @@ struct Args {
     work: Duration,
     tries: usize,
     what_if: bool,
+    only: Option<Vec<String>>,
     plot: Option<PathBuf>,
+}
+
+impl Args {
+    /// Whether the workload named `name` is measured (`--only`).
+    fn wants(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|o| o == name))
+    }
 }
 
 const HELP: &str = "\
@@ -79,7 +89,9 @@ redis_report: idem on Redis against a naive design and the idempotent crate
   --work-ms N       how long a storm's work sleeps (20)
   --tries N         measurements of a noisy round before keeping it (3)
   --no-what-if      leave out idem's designs on the 1-round-trip claim
-  --plot PATH       where the SVG goes (benches/plots/redis-latency.svg)
+  --only LIST       some workloads only, of unique,replay,storm,across,renewals
+  --plot PATH       where the SVG goes (benches/plots/redis-latency.svg; with
+                    --only, no SVG unless given)
   --no-plot         no SVG
   --quick           a smoke run: 1 round, 2000 calls, storms of 1000
 ";
@@ -96,11 +108,13 @@ fn args() -> Args {
         work: Duration::from_millis(20),
         tries: 3,
         what_if: true,
+        only: None,
         plot: Some(PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/plots/redis-latency.svg"
         ))),
     };
+    let mut plot_given = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut number = || -> usize {
@@ -119,8 +133,15 @@ fn args() -> Args {
             "--work-ms" => a.work = Duration::from_millis(number() as u64),
             "--tries" => a.tries = number().max(1),
             "--no-what-if" => a.what_if = false,
+            "--only" => {
+                let list = it.next().expect("--only takes a list");
+                a.only = Some(list.split(',').map(str::to_owned).collect());
+            }
             "--no-plot" => a.plot = None,
-            "--plot" => a.plot = Some(PathBuf::from(it.next().expect("--plot takes a path"))),
+            "--plot" => {
+                a.plot = Some(PathBuf::from(it.next().expect("--plot takes a path")));
+                plot_given = true;
+            }
             "--quick" => {
                 a.rounds = 1;
                 a.storm_rounds = 1;
@@ -134,6 +155,10 @@ fn args() -> Args {
             }
             other => panic!("unknown flag {other}\n{HELP}"),
         }
+    }
+    // A partial run does not overwrite the committed plot unless told to.
+    if a.only.is_some() && !plot_given {
+        a.plot = None;
     }
     a
 }
@@ -280,6 +305,16 @@ impl Kind {
                 num(a.storm as f64),
                 a.processes
             ),
+        }
+    }
+
+    /// Its name for `--only`.
+    fn flag(self) -> &'static str {
+        match self {
+            Kind::Unique => "unique",
+            Kind::Replay => "replay",
+            Kind::Storm => "storm",
+            Kind::StormAcross => "across",
         }
     }
 
@@ -630,7 +665,7 @@ fn report_goals(out: &mut String, a: &Args, all: &[(Results, Vec<Summary>)], nam
         }
     }
     if let (Some((r, s)), Some(d), Some(p)) = (find(Kind::Replay), index(durable), index(peer)) {
-        let one = s[d].commands.total() == s[d].calls && s[d].round_trips == s[d].calls;
+        let one = s[d].commands.total() <= s[d].calls && s[d].round_trips <= s[d].calls;
         let vs = ratio(r, d, p);
         let _ = writeln!(
             out,
@@ -805,15 +840,27 @@ fn main() {
 
         let mut all = Vec::new();
         for kind in [Kind::Unique, Kind::Replay, Kind::Storm, Kind::StormAcross] {
+            if !a.wants(kind.flag()) {
+                continue;
+            }
             eprintln!("measuring: {}", kind.title(&a));
             let r = workload_rounds(&mut bench, &a, kind, &designs).await;
             let s = summarize(&r, &designs);
             all.push((r, s));
         }
-        let renew = renewals(&mut bench, &url, settings).await;
+        let renew = if a.wants("renewals") {
+            renewals(&mut bench, &url, settings).await
+        } else {
+            String::new()
+        };
 
         let mut out = String::new();
         let _ = writeln!(out, "## Redis report\n");
+        let _ = writeln!(
+            out,
+            "`redis_report {}`\n",
+            std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+        );
         let _ = writeln!(out, "Machine: {}.\n", machine());
         let _ = writeln!(
             out,

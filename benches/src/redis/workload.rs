@@ -139,15 +139,19 @@ pub fn unique(tag: &str, calls: usize, tasks: usize) -> Vec<Plan> {
         .collect()
 }
 
-/// `calls` calls cycling over `keys` keys `<tag>-<i>`, over `tasks` tasks,
-/// all on process 0.
+/// `calls` calls over `tasks` tasks cycling over keys `<tag>-<i>`,
+/// `i < keys`, all on process 0. Each task has keys of its own (`i ≡ t`
+/// modulo `tasks`), so no two calls of a key overlap: every call is a
+/// replay, none is coalesced.
 pub fn cycling(tag: &str, keys: usize, calls: usize, tasks: usize) -> Vec<Plan> {
     let names: Vec<Arc<str>> = (0..keys).map(|i| Arc::from(format!("{tag}-{i}"))).collect();
+    let per_task = (keys / tasks).max(1);
     (0..tasks)
         .map(|t| {
             (t..calls)
                 .step_by(tasks)
-                .map(|i| (0, Arc::clone(&names[i % keys])))
+                .enumerate()
+                .map(|(j, _)| (0, Arc::clone(&names[(t + tasks * (j % per_task)) % keys])))
                 .collect()
         })
         .collect()
