@@ -33,7 +33,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use idem_benches::redis::idem::{IdemDurable, IdemStore, OneTripClaim};
+use idem_benches::redis::idem_designs::{IdemDurable, IdemStore, OneTripClaim};
 use idem_benches::redis::naive::Naive;
 use idem_benches::redis::noise::Ticks;
 use idem_benches::redis::peer::Peer;
@@ -563,7 +563,9 @@ fn report_storm(out: &mut String, a: &Args, r: &Results, s: &[Summary]) {
     let _ = writeln!(out, "### {}\n", r.kind.title(a));
     let _ = writeln!(
         out,
-        "Per storm (the mean of {rounds} storms). Claims: calls that tried to take the key; polls: looks again after a pause."
+        "Per storm (the mean of {rounds} storms). Claims: calls that asked Redis for the key (a call coalesced \
+         in its process asks nothing; a caller that starts after the record was written gets it from its claim); \
+         polls: looks again after a pause."
     );
     let _ = writeln!(out);
     let _ = writeln!(

@@ -12,11 +12,11 @@
 //!
 //! * [`naive`]: `SET NX` + `GET` + `SET`, no fencing (Powertools-like);
 //! * [`peer`]: the `idempotent` crate's `ValkeyStore`;
-//! * [`idem`]: `RedisStore` alone (claim + complete through the
+//! * [`idem_designs`]: `RedisStore` alone (claim + complete through the
 //!   [`Store`](idem::store::Store) trait), the `Durable` executor, and a
 //!   what-if store whose claim skips the plain `GET`.
 
-pub mod idem;
+pub mod idem_designs;
 pub mod naive;
 pub mod noise;
 pub mod peer;

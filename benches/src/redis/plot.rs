@@ -76,13 +76,15 @@ pub fn write(
         .map_err(|e| err(&e))?;
     }
     for (area, panel) in body.split_evenly((2, 2)).iter().zip(panels) {
-        let (lo, hi) = panel
-            .curves
-            .iter()
-            .filter(|(_, l)| !l.is_empty())
-            .fold((f64::MAX, 0f64), |(lo, hi), (_, l)| {
-                (lo.min(micros(l[0])), hi.max(micros(point(l, MAX_NINES))))
-            });
+        let (lo, hi) = panel.curves.iter().filter(|(_, l)| !l.is_empty()).fold(
+            (f64::MAX, 0f64),
+            |(lo, hi), (_, l)| {
+                // From the fastest percent up: a storm's few late callers
+                // that find the record at once would squash the rest.
+                let fast = super::workload::quantile(l, 0.01);
+                (lo.min(micros(fast)), hi.max(micros(point(l, MAX_NINES))))
+            },
+        );
         let (lo, hi) = if lo > hi {
             (1.0, 10.0)
         } else {
@@ -126,7 +128,8 @@ pub fn write(
             let index = designs.iter().position(|d| d == name).unwrap_or(0);
             let points = (0..=300).map(|i| {
                 let x = MAX_NINES * f64::from(i) / 300.0;
-                (x, micros(point(latencies, x)) / per_unit)
+                let y = micros(point(latencies, x)) / per_unit;
+                (x, y.clamp(lo, hi))
             });
             chart
                 .draw_series(LineSeries::new(points, colour(index).stroke_width(2)))
@@ -185,10 +188,11 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     out
 }
 
-/// `20000` as `20,000`; below 10 with one decimal.
+/// `20000` as `20,000`; below 10 with two significant digits.
 fn thousands(x: f64) -> String {
     if x < 10.0 {
-        return format!("{x:.1}");
+        let decimals = (1.0 - x.log10().floor()).max(0.0) as usize;
+        return format!("{x:.decimals$}");
     }
     let digits = format!("{x:.0}");
     let mut out = String::new();
