@@ -271,15 +271,15 @@ impl Kind {
     fn title(self, a: &Args) -> String {
         match self {
             Kind::Unique => format!(
-                "unique keys: {} first executions, {} tasks, one process",
+                "unique keys: {} first executions, {}, one process",
                 num(a.calls as f64),
-                a.tasks
+                tasks(a.tasks)
             ),
             Kind::Replay => format!(
-                "replays: {} calls over {} completed keys, {} tasks, one process",
+                "replays: {} calls over {} completed keys, {}, one process",
                 num(a.calls as f64),
                 num(a.replay_keys as f64),
-                a.tasks
+                tasks(a.tasks)
             ),
             Kind::Storm => format!(
                 "storm: {} callers of one key at once, one process, work {:?}",
@@ -432,6 +432,15 @@ fn median(mut xs: Vec<f64>) -> f64 {
         0 => f64::NAN,
         n if n % 2 == 1 => xs[n / 2],
         n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+/// `1 task`, `16 tasks`.
+fn tasks(n: usize) -> String {
+    if n == 1 {
+        "1 task".into()
+    } else {
+        format!("{n} tasks")
     }
 }
 
