@@ -7,11 +7,15 @@
 //! (`src/bin/report.rs`) run exactly the same code against idem and its
 //! peers. `src/bin/memory.rs` measures heap bytes per entry.
 //!
+//! [`redis`] holds issue 8's Redis designs and workloads, measured by
+//! `src/bin/redis_report.rs` on a server of its own.
+//!
 //! Multi-task workloads go through [`race`]: the tasks are spawned, parked on
 //! a `watch` channel, released at once, and the wall time from the release to
 //! the last task's end is what is measured.
 
 pub mod cases;
+pub mod redis;
 use std::convert::Infallible;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
