@@ -2,7 +2,7 @@
 //! one payment row, nineteen replays of its receipt.
 //!
 //! ```sh
-//! cargo run -p idem-postgres --example payments   # PostgreSQL on 127.0.0.1:5432, or DATABASE_URL
+//! cargo run -p idem-postgres --example transactional # PostgreSQL on 127.0.0.1:5432, or DATABASE_URL
 //! ```
 //!
 //! It works in a schema of its own, `idem_example`, and drops it at the end.
