@@ -16,12 +16,12 @@ use serde::Serialize;
 /// a codec cannot read are reported as corrupt, naming the key, never as a
 /// panic or a re-execution.
 ///
-/// Measured (BENCHMARKS.md, *Codecs*): encoding and decoding a receipt of
-/// five items takes about 1.1 µs with JSON (325 bytes) and 0.4 µs with
-/// postcard (105 bytes), against tens of microseconds for the Redis round
-/// trip that stores it; JSON is a poor fit for byte buffers only (a 6.5 kB
-/// body: 21.6 kB and 85 µs, against 6.6 kB and 0.4 µs in a binary
-/// format).
+/// Measured (BENCHMARKS.md, *Codecs of durable records*): encoding and
+/// decoding a receipt of five items takes about 1.2 µs with JSON (325
+/// bytes) and 0.4 µs with postcard (105 bytes), against 37–39 µs of CPU
+/// for a first execution on Redis; JSON is a poor fit for byte buffers
+/// only (a 6.5 kB body: 21.6 kB and about 120 µs, against 6.6 kB and
+/// 0.4 µs in a binary format).
 ///
 /// ```
 /// use idem::durable::Codec;
