@@ -187,6 +187,7 @@
 //! [`StoreError::Fenced`]: idem::store::StoreError::Fenced
 
 mod names;
+pub mod patterns;
 mod reaper;
 mod schema;
 mod sql;
