@@ -186,6 +186,7 @@
 //!
 //! [`StoreError::Fenced`]: idem::store::StoreError::Fenced
 
+mod inbox;
 mod names;
 pub mod patterns;
 mod reaper;
@@ -194,6 +195,7 @@ mod sql;
 mod store;
 mod transactional;
 
+pub use inbox::{Effect, HandleError, Handled, Inbox};
 pub use names::InvalidName;
 pub use reaper::Reaper;
 pub use store::{Builder, PostgresStore};
@@ -233,6 +235,10 @@ mod tests {
         is_send(&store.reap_expired(1));
         is_send_sync(&store.spawn_reaper(std::time::Duration::from_secs(1), 1));
         is_send_sync(&TxClaim::Mismatch);
+        let inbox = Inbox::new(store.clone(), "n");
+        is_send_sync(&inbox);
+        is_send(&inbox.claim(conn, "m", None));
+        is_send(&inbox.handle("m", |_conn| Box::pin(async { Ok::<_, String>(()) })));
     }
     /// The SQL shown in the crate docs is what `migrate` runs.
     #[test]
