@@ -30,7 +30,7 @@ pub type Effect<'c, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + '
 /// A redelivery finds the record and runs nothing: acknowledge it.
 ///
 /// ```no_run
-/// use idem_postgres::{Handled, Inbox, PostgresStore};
+/// use idem_postgres::Inbox;
 ///
 /// # async fn on_message(inbox: &Inbox, message_id: &str, order: i64) -> Result<bool, Box<dyn std::error::Error>> {
 /// let handled = inbox

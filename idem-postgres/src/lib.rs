@@ -73,6 +73,67 @@
 //! yours: `&mut *tx` for your statements, your commit, your rollback, your
 //! isolation level and savepoints.
 //!
+//! # Queue consumers
+//!
+//! A broker delivers each message at least once: a consumer that dies
+//! after its work and before its acknowledgement gets the message again.
+//! [`Inbox`] makes the work happen once, when the work is a write to this
+//! database: [`Inbox::handle`] claims the message id, runs your effect,
+//! and records the id **in one transaction**; acknowledge the message
+//! after it returns. A redelivery finds the record and runs nothing
+//! ([`Handled::Duplicate`]): acknowledge it too.
+//!
+//! ```no_run
+//! use idem_postgres::{Inbox, PostgresStore};
+//!
+//! # async fn consumer(pool: sqlx::PgPool, message_id: &str, order: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PostgresStore::new(pool);
+//! store.migrate().await?;
+//! let inbox = Inbox::new(store, "shipping");
+//!
+//! // For each delivery:
+//! let order = order.to_owned();
+//! let handled = inbox
+//!     .handle(message_id, |conn| {
+//!         Box::pin(async move {
+//!             sqlx::query("INSERT INTO shipments (order_id) VALUES ($1)")
+//!                 .bind(order)
+//!                 .execute(conn)
+//!                 .await
+//!         })
+//!     })
+//!     .await?;
+//! if handled.ack() {
+//!     // delivery.ack(..).await?: only now, after the commit
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! | the consumer dies… | what is left | the redelivery |
+//! |---|---|---|
+//! | before the commit | nothing (the transaction rolled back with the connection) | runs the effect: [`Handled::Processed`] |
+//! | after the commit, before the acknowledgement | the effect and the record | runs nothing: [`Handled::Duplicate`], acknowledged |
+//! | after the acknowledgement | the effect and the record | none comes |
+//!
+//! The inbox knows no broker: it takes the message id as a string. The
+//! example `examples/consumer` runs it on RabbitMQ
+//! (`cargo run -p idem-postgres --example consumer`), and
+//! `tests/consumer.rs` kills consumer processes (`kill -9`) at both
+//! points above and checks the redelivery. Use the broker's own message
+//! id (AMQP `message-id`, the JetStream `Nats-Msg-Id` header, a Kafka
+//! topic-partition-offset), set by the producer once per message and kept
+//! across its retries: an id made up by the consumer would differ on a
+//! redelivery.
+//!
+//! # Other patterns
+//!
+//! [`patterns`] has the classic alternatives on your own rows, with what
+//! each costs under contention, measured: an optimistic version check
+//! ([`patterns::Versioned`]), a guarded state transition
+//! ([`patterns::Guarded`]), and a row lock ([`patterns::RowLock`]:
+//! `FOR UPDATE`, `NOWAIT`, `SKIP LOCKED`, a lock timeout).
+//!
 //! # The schema
 //!
 //! [`PostgresStore::migrate`] creates it (idempotent; safe when several
