@@ -300,6 +300,16 @@ mod tests {
         is_send_sync(&inbox);
         is_send(&inbox.claim(conn, "m", None));
         is_send(&inbox.handle("m", |_conn| Box::pin(async { Ok::<_, String>(()) })));
+        let table = patterns::Table::new("t").unwrap();
+        let versioned = patterns::Versioned::new(&table, "id", "version").unwrap();
+        let guarded = patterns::Guarded::new(&table, "id", "state").unwrap();
+        let lock = patterns::RowLock::new(&table, "id").unwrap();
+        is_send_sync(&versioned);
+        is_send_sync(&patterns::Changes::new());
+        is_send(&versioned.update(conn, 1_i64, 1, patterns::Changes::new().set("a", "b")));
+        is_send(&guarded.transition(conn, "k", "from", "to", patterns::Changes::new()));
+        is_send(&lock.lock(conn, 1_i64, patterns::Wait::NoWait));
+        is_send(&lock.try_lock(conn, 1_i64));
     }
     /// The SQL shown in the crate docs is what `migrate` runs.
     #[test]

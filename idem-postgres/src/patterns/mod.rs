@@ -272,10 +272,11 @@ pub enum PatternError {
     },
     /// No row has this id.
     NotFound,
-    /// [`RowLock::lock`] with [`Wait::NoWait`] or [`Wait::AtMost`]: another
-    /// transaction holds the row. PostgreSQL has **aborted the
-    /// transaction** (SQLSTATE 55P03): roll it back, then retry or answer
-    /// "busy".
+    /// [`RowLock::lock`] with [`Wait::NoWait`] or [`Wait::AtMost`] (or
+    /// [`Wait::Indefinitely`] on a connection whose own `lock_timeout`
+    /// passed): another transaction holds the row. PostgreSQL has
+    /// **aborted the transaction** (SQLSTATE 55P03): roll it back, then
+    /// retry or answer "busy".
     Locked,
     /// The helper's connection is not in a transaction begun with sqlx:
     /// a row lock would end with its statement. Nothing was sent.

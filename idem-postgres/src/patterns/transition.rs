@@ -90,7 +90,9 @@ impl Guarded {
     /// [`PatternError::NotFound`]; [`PatternError::InvalidName`] or
     /// [`PatternError::Encode`] from `changes` (nothing sent);
     /// [`PatternError::Database`] (a state of a type the column does not
-    /// take, too). A refusal is not an error: the transaction is usable.
+    /// take, too; and, as a protocol error, a row that was back in `from`
+    /// at each of 8 reads in a row, each after an update that found it
+    /// elsewhere). A refusal is not an error: the transaction is usable.
     ///
     /// # Cancel safety
     ///
