@@ -10,8 +10,9 @@ const MAX_IDENTIFIER: usize = 63;
 /// sequence, the index and the migrations table derive from it).
 const LONGEST_SUFFIX: &str = "_migrations";
 
-/// A table name (or schema name) that cannot be used, from
-/// [`Builder::build`](crate::Builder::build).
+/// A table, schema or column name that cannot be used, from
+/// [`Builder::build`](crate::Builder::build) or the helpers of
+/// [`patterns`](crate::patterns).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidName {
     name: String,
@@ -22,7 +23,7 @@ impl fmt::Display for InvalidName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:?} cannot name an idem-postgres table or schema: {}",
+            "{:?} cannot name a table, schema or column for idem-postgres: {}",
             self.name, self.reason
         )
     }
@@ -88,6 +89,13 @@ fn check(name: &str, suffix: usize) -> Result<(), InvalidName> {
         name: name.to_owned(),
         reason,
     })
+}
+
+/// `name` as a quoted identifier, after [`check`]: for the tables and
+/// columns of [`patterns`](crate::patterns).
+pub(crate) fn identifier(name: &str) -> Result<String, InvalidName> {
+    check(name, 0)?;
+    Ok(quote(name))
 }
 
 /// `name` as a quoted identifier: in double quotes, each one doubled.

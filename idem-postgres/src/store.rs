@@ -259,7 +259,7 @@ pub(crate) fn left(us: i64) -> Duration {
 }
 
 /// `lock_timeout` for `d`: whole milliseconds, rounded up; "0" disables it.
-fn lock_timeout_setting(d: Duration) -> String {
+pub(crate) fn lock_timeout_setting(d: Duration) -> String {
     if d.is_zero() {
         return "0".to_owned();
     }
