@@ -28,7 +28,8 @@
 #   storm         POST /payments/storm (the handler sleeps $STORM_MS ms,
 #                 behind a layer in wait mode): every request the same key,
 #                 from $STORM_CONNECTIONS connections at once, for
-#                 $STORM_DURATION s; once per variant
+#                 $STORM_DURATION s; once per variant, on a fresh server
+#                 (idem's count the layer's outcomes from its events)
 #
 # Reported per case and variant: requests/s (median over rounds), the
 # ratio to bare (median of same-round ratios), latency p50/p99 (median
@@ -118,24 +119,32 @@ if [[ " $VARIANTS " == *" idem-redis "* ]]; then
   for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 fi
 
-for v in $VARIANTS; do
-  args=(--port 0 --workers "$WORKERS" --work-ms "$WORK_MS" --storm-ms "$STORM_MS")
+# start VARIANT LOG [FLAGS...]: a server of VARIANT, its output in
+# $OUT/LOG.log; sets port[VARIANT] and pid[VARIANT].
+start() {
+  local v=$1 log=$2 cmd
+  shift 2
+  local args=(--port 0 --workers "$WORKERS" --work-ms "$WORK_MS" --storm-ms "$STORM_MS" "$@")
   case $v in
     idempotent-memory) cmd=("$peer_bin" "${args[@]}") ;;
     idem-redis) cmd=("$server_bin" --variant "$v" --redis "redis://127.0.0.1:$redis_port/" "${args[@]}")
       extra_pid[$v]=$redis_pid ;;
     *) cmd=("$server_bin" --variant "$v" "${args[@]}") ;;
   esac
-  "${pin_server[@]}" "${cmd[@]}" >"$OUT/$v.log" 2>&1 &
+  "${pin_server[@]}" "${cmd[@]}" >"$OUT/$log.log" 2>&1 &
   pid[$v]=$!
   pids+=("${pid[$v]}")
   for _ in $(seq 200); do
-    grep -q '^listening on' "$OUT/$v.log" && break
-    kill -0 "${pid[$v]}" 2>/dev/null || { cat "$OUT/$v.log" >&2; exit 1; }
+    grep -q '^listening on' "$OUT/$log.log" && break
+    kill -0 "${pid[$v]}" 2>/dev/null || { cat "$OUT/$log.log" >&2; exit 1; }
     sleep 0.05
   done
-  port[$v]=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$OUT/$v.log")
-  [ -n "${port[$v]}" ] || { echo "$v did not start" >&2; cat "$OUT/$v.log" >&2; exit 1; }
+  port[$v]=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$OUT/$log.log")
+  [ -n "${port[$v]}" ] || { echo "$v did not start" >&2; cat "$OUT/$log.log" >&2; exit 1; }
+}
+
+for v in $VARIANTS; do
+  start "$v" "$v"
 done
 
 # CPU ticks (user + system) of a variant's processes.
@@ -175,6 +184,10 @@ measure() {
   t1=$(ticks "$v")
   c1=$(calls "$v" "$counter")
   [ -n "$line" ] || { echo "wrk gave no result for $case $v" >&2; line="RESULT requests=0"; }
+  if [ "$case" = storm ]; then
+    # What the layer's events said (idem's servers with --count-outcomes).
+    line="$line outcomes=$(curl -sf "http://127.0.0.1:${port[$v]}/outcomes" || true)"
+  fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$round" "$v" $((t1 - t0)) "$clk" $((c1 - c0)) "${line#RESULT }" >>"$results"
   echo "  $case round $round $v: ${line#RESULT }, handler calls $((c1 - c0))" >&2
 }
@@ -193,8 +206,16 @@ n=${#variants[@]}
 for case in $CASES; do
   echo "$case" >&2
   if [ "$case" = storm ]; then
+    # A fresh server per variant: nothing recorded before, and idem's
+    # count the layer's outcomes (which costs an event per request, so
+    # not in the other cases).
     for v in "${variants[@]}"; do
+      main_port=${port[$v]} main_pid=${pid[$v]}
+      case $v in idem-*) start "$v" "$v-storm" --count-outcomes ;; *) start "$v" "$v-storm" ;; esac
       measure storm 1 "$v" "$STORM_CONNECTIONS" "$STORM_DURATION" "storm-$run_id-$v"
+      kill "${pid[$v]}"
+      wait "${pid[$v]}" 2>/dev/null || true
+      port[$v]=$main_port pid[$v]=$main_pid
     done
     continue
   fi
@@ -294,12 +315,13 @@ rs = by_case.get('storm')
 if rs:
     print(f"#### storm: POST /payments/storm, one key, {storm_conns} connections at once for {storm_dur} s "
           f"(the handler sleeps {storm_ms} ms; idem's layer in wait mode)\n")
-    print("| variant | requests | handler calls | responses | marked replayed | distinct 2xx bodies | p50 ms | p99 ms | max ms | socket errors |")
-    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("| variant | requests | handler calls | responses | marked replayed | distinct 2xx bodies | the layer's outcomes | p50 ms | p99 ms | max ms | socket errors |")
+    print("|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|")
     for r in rs:
         errs = r['err_connect'] + r['err_read'] + r['err_write'] + r['err_timeout']
         print(f"| {r['variant']} | {r['requests']:,} | {r['calls']:,} | {r.get('statuses', '').replace(',', ', ')} | "
-              f"{int(r.get('replayed', 0)):,} | {int(r.get('bodies', 0)):,} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | "
+              f"{int(r.get('replayed', 0)):,} | {int(r.get('bodies', 0)):,} | "
+              f"{r.get('outcomes', '').replace(',', ', ') or '–'} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | "
               f"{ms(r['max_us'])} | {errs} |")
     print()
 EOF
