@@ -2,7 +2,9 @@
 //! in process, bare and behind idem-http's layer on a `MemoryStore`, and of
 //! the layer's steps (`idem_benches::http::inproc`), counted with a
 //! counting global allocator (`stats_alloc`). Also the heap a recorded key
-//! keeps (net bytes per unique request).
+//! keeps (net bytes per unique request), and the longest claim and
+//! completion on a `MemoryStore` growing to 2,000,000 keys (the pauses
+//! behind the load test's p99 on unique keys).
 //!
 //! ```sh
 //! cargo run --release -p idem-benches --bin http_allocs
@@ -153,6 +155,7 @@ fn main() {
             }
         }),
     );
+    pauses(&rt, fp, payload);
     row(
         "step: fingerprint, canonical JSON",
         &per_call(&rt, |_| async {
@@ -176,5 +179,36 @@ fn main() {
         &per_call(&rt, |_| async {
             std::hint::black_box(Owner::random());
         }),
+    );
+}
+
+/// The slowest claim + completion of fresh keys while a `MemoryStore`
+/// grows to 2,000,000 keys, and the store's size then: a map that doubles
+/// rehashes every entry in the call that crosses the threshold.
+fn pauses(rt: &tokio::runtime::Runtime, fp: idem::Fingerprint, payload: &[u8]) {
+    let store = MemoryStore::new();
+    let mut slowest = Vec::new();
+    rt.block_on(async {
+        for n in 0..2_000_000_u64 {
+            let key = format!("p-{n}");
+            let started = std::time::Instant::now();
+            inproc::claim_complete(&store, &key, fp, payload).await;
+            let took = started.elapsed();
+            if took > std::time::Duration::from_millis(1) {
+                slowest.push((took, n));
+            }
+        }
+    });
+    let listed: Vec<String> = slowest
+        .iter()
+        .map(|(took, n)| format!("{:.1} ms at {n} keys", took.as_secs_f64() * 1e3))
+        .collect();
+    println!(
+        "| step: claim + complete over 1 ms while growing to 2,000,000 keys | {} | | |",
+        if listed.is_empty() {
+            "none".to_string()
+        } else {
+            listed.join("; ")
+        }
     );
 }
