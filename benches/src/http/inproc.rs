@@ -25,7 +25,12 @@ pub const REPLAY_KEYS: u64 = 1_000;
 
 /// `POST /payments` as alice, with `key`.
 pub fn request(key: &str) -> Request<Body> {
-    Request::post("/payments")
+    request_to("/payments", key)
+}
+
+/// `POST path` as alice, with `key`.
+pub fn request_to(path: &str, key: &str) -> Request<Body> {
+    Request::post(path)
         .header(header::AUTHORIZATION, "Bearer alice")
         .header(header::CONTENT_TYPE, "application/json")
         .header("idempotency-key", key)
@@ -39,15 +44,26 @@ pub fn request(key: &str) -> Request<Body> {
 ///
 /// If the response is not a `2xx`.
 pub async fn send(router: &mut Router, req: Request<Body>) -> Bytes {
+    let (status, _, body) = exchange(router, req).await;
+    assert!(status.is_success(), "{status}");
+    body
+}
+
+/// One request through `router`: the response's status, headers and whole
+/// body.
+pub async fn exchange(
+    router: &mut Router,
+    req: Request<Body>,
+) -> (axum::http::StatusCode, axum::http::HeaderMap, Bytes) {
     use tower_service::Service;
     std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(router, cx))
         .await
         .expect("a router is always ready");
-    let response = router.call(req).await.expect("infallible");
-    assert!(response.status().is_success(), "{}", response.status());
-    axum::body::to_bytes(response.into_body(), usize::MAX)
+    let (parts, body) = router.call(req).await.expect("infallible").into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
         .await
-        .expect("a whole body")
+        .expect("a whole body");
+    (parts.status, parts.headers, body)
 }
 
 /// The service, bare and behind idem's layer on a `MemoryStore` (the
