@@ -10,11 +10,17 @@
 //! [`redis`] holds issue 8's Redis designs and workloads, measured by
 //! `src/bin/redis_report.rs` on a server of its own.
 //!
+//! [`http`] holds issue 9's service (the payments example, bare or behind
+//! idem-http's layer), which `src/bin/http_server.rs` serves to wrk
+//! (`benches/http_load.sh`), and the same service called in process
+//! (`benches/http_layer.rs`, `src/bin/http_allocs.rs`).
+//!
 //! Multi-task workloads go through [`race`]: the tasks are spawned, parked on
 //! a `watch` channel, released at once, and the wall time from the release to
 //! the last task's end is what is measured.
 
 pub mod cases;
+pub mod http;
 pub mod redis;
 use std::convert::Infallible;
 use std::future::Future;
