@@ -4,10 +4,12 @@
 //! acknowledgement (the redelivery must be a no-op, and acknowledged),
 //! and inside the effect's transaction (the redelivery must run it, once).
 //!
-//! The child processes are this test binary itself, run with the ignored
-//! test [`consumer_process`] selected and its orders in the environment:
-//! they run the example's consumer code (`examples/consumer/shipping.rs`)
-//! with this package's dev-dependencies. Each test declares a queue of
+//! The child processes are this test binary itself, run with the test
+//! [`consumer_process`] selected and its orders in the environment: they
+//! run the example's consumer code (`examples/consumer/shipping.rs`) with
+//! this package's dev-dependencies. Run without orders (as `cargo test`
+//! does), that test consumes one message in process and checks it was
+//! shipped once. Each test declares a queue of
 //! its own and deletes it (a failing test included).
 //!
 //! RabbitMQ: `AMQP_URL`, or `amqp://guest:guest@127.0.0.1:5672/%2f`. An
@@ -176,7 +178,6 @@ impl Consumer {
             .args([
                 "consumer_process",
                 "--exact",
-                "--ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -305,12 +306,23 @@ async fn a_consumer_killed_before_its_commit_leaves_nothing_and_the_redelivery_r
     assert_eq!(queue.ready_once_consumers_left().await, 0);
 }
 
-/// The consumer process of the tests above (selected by name, with its
-/// orders in the environment); without them, it does nothing.
+/// The consumer process of the tests above, when its orders are in the
+/// environment (the tests select it by name); otherwise, as a test of its
+/// own, one message consumed in this process and shipped once.
 #[test]
-#[ignore = "a child process of the other tests of this file"]
 fn consumer_process() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let Ok(role) = std::env::var(ROLE) else {
+        runtime.block_on(async {
+            let (db, queue) = setup("in_process").await;
+            consume(&db.schema, &queue.name, None).await;
+            assert_eq!(shipments(&db.pool, "m-1").await, 1);
+            assert_eq!(queue.ready_once_consumers_left().await, 0, "acknowledged");
+        });
         return;
     };
     let queue = std::env::var(QUEUE).unwrap();
@@ -323,35 +335,30 @@ fn consumer_process() {
         "before-commit" => Some(Crash::BeforeCommit),
         other => panic!("unknown role {other:?}"),
     };
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
+    runtime.block_on(consume(&schema, &queue, crash));
+}
+
+/// Consumes one message of `queue` into `schema`'s tables, as the example
+/// does; with a `crash`, hangs at that point, unacknowledged, until killed.
+async fn consume(schema: &str, queue: &str, crash: Option<Crash>) {
+    let options = PgConnectOptions::from_str(&support::url())
         .unwrap()
-        .block_on(async {
-            let options = PgConnectOptions::from_str(&support::url())
-                .unwrap()
-                .options([("search_path", schema.as_str())])
-                .application_name(&schema);
-            let pool = PgPoolOptions::new()
-                .max_connections(1)
-                .connect_with(options)
-                .await
-                .unwrap();
-            let store = PostgresStore::builder(pool)
-                .schema(&schema)
-                .build()
-                .unwrap();
-            let inbox = Inbox::new(store, "shipping");
-            let conn = broker().await;
-            let channel = conn.create_channel().await.unwrap();
-            shipping::consume(&channel, &queue, &inbox, 1, crash)
-                .await
-                .unwrap();
-            if crash.is_some() {
-                // Hang, unacknowledged, until killed.
-                std::future::pending::<()>().await;
-            }
-            conn.close(200, "done".into()).await.unwrap();
-        });
+        .options([("search_path", schema)])
+        .application_name(schema);
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let store = PostgresStore::builder(pool).schema(schema).build().unwrap();
+    let inbox = Inbox::new(store, "shipping");
+    let conn = broker().await;
+    let channel = conn.create_channel().await.unwrap();
+    shipping::consume(&channel, queue, &inbox, 1, crash)
+        .await
+        .unwrap();
+    if crash.is_some() {
+        std::future::pending::<()>().await;
+    }
+    conn.close(200, "done".into()).await.unwrap();
 }
