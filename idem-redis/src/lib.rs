@@ -167,3 +167,8 @@ mod store;
 mod tokens;
 
 pub use store::{NotReplicated, RedisStore};
+
+/// The claim script's Lua source, for the benchmarks' what-if designs
+/// (`benches/src/redis`): not part of the API.
+#[doc(hidden)]
+pub const __CLAIM_SCRIPT: &str = scripts::CLAIM;

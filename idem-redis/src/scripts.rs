@@ -40,7 +40,7 @@ end
 /// Replies `{'record', bytes}`, `{'leased', fence, ttl ms}`,
 /// `{'running', ttl ms}`, `{'mismatch'}`, or `{'corrupt', redis key,
 /// bytes}` for a lease or fencing key this version cannot read.
-const CLAIM: &str = concat!(
+pub(crate) const CLAIM: &str = concat!(
     lua_helpers!(),
     r#"
 -- The caller read no record, but one may have been written since.

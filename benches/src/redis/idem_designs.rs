@@ -237,59 +237,11 @@ impl<B: Backend> Design for IdemDurable<B> {
     }
 }
 
-/// idem-redis's claim script, verbatim (`idem-redis/src/scripts.rs`,
-/// `CLAIM` with its helpers, at commit `3d8ef74`): the what-if store sends
-/// it at once, without `RedisStore::claim`'s plain `GET` first.
-const CLAIM: &str = r#"
-local function parse_lease(v)
-  return string.match(v, '^(%d+) (%x+) (%d+) (%d+)$')
-end
-
--- Writes the last token issued for the key, to live `ms` milliseconds:
--- what it guards (a lease, a record) and one lease more. It guards
--- nothing else, so this may shorten it.
-local function set_fence(key, fence, ms)
-  redis.call('SET', key, fence, 'PX', string.format('%.0f', ms))
-end
-
--- The caller read no record, but one may have been written since.
-local rec = redis.call('GET', KEYS[1])
-if rec then return {'record', rec} end
-
-local cur = redis.call('GET', KEYS[2])
-if cur then
-  local fence, owner, fp = parse_lease(cur)
-  if not fence then return {'corrupt', KEYS[2], cur} end
-  local ttl = redis.call('PTTL', KEYS[2])
-  -- The caller's own claim, whose reply was lost: the same lease.
-  if owner == ARGV[1] then return {'leased', fence, ttl} end
-  if fp ~= '0' and ARGV[2] ~= '0' and fp ~= ARGV[2] then return {'mismatch'} end
-  return {'running', ttl}
-end
-
--- A new lease. Its token is above the last one issued for the key while
--- the fencing key lives, and above every token issued before this
--- microsecond of the server's clock in any case: so tokens keep growing
--- across the fencing key's expiry and across a restart that lost it, as
--- long as the server's clock does not go back.
-local t = redis.call('TIME')
-local fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local last = redis.call('GET', KEYS[3])
-if last then
-  -- Below 2^53 - 1, so that last + 1 is exact in a double.
-  if not string.match(last, '^%d+$') or #last > 16 or tonumber(last) >= 9007199254740991 then
-    return {'corrupt', KEYS[3], last}
-  end
-  fence = math.max(fence, tonumber(last) + 1)
-end
-local fs = string.format('%.0f', fence)
-local ms = tonumber(ARGV[3])
-redis.call('SET', KEYS[2], fs .. ' ' .. ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3], 'PX', ARGV[3])
-set_fence(KEYS[3], fs, 2 * ms)
-return {'leased', fs, ms}
-"#;
-
-static CLAIM_SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(CLAIM));
+/// idem-redis's own claim script (`idem-redis/src/scripts.rs`): the
+/// what-if store sends it at once, without `RedisStore::claim`'s plain
+/// `GET` first.
+static CLAIM_SCRIPT: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(idem_redis::__CLAIM_SCRIPT));
 
 /// What `RedisStore` would be with a claim of one round trip: its claim
 /// script sent at once (it reads the record first anyway), so a first
