@@ -63,7 +63,7 @@ fn is_json(parts: &Parts) -> bool {
 
 /// `body` re-written with object keys sorted and no whitespace; `None` if
 /// it is not JSON (then its bytes are compared as they are).
-fn canonical_json(body: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn canonical_json(body: &[u8]) -> Option<Vec<u8>> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let mut out = Vec::with_capacity(body.len());
     write(&value, &mut out);

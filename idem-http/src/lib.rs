@@ -116,3 +116,11 @@ pub use builder::{BuildError, Concurrent, IdempotencyLayerBuilder, NoScope, Scop
 pub use future::ResponseFuture;
 pub use layer::IdempotencyLayer;
 pub use service::Idempotency;
+
+/// The canonical form of a JSON body the fingerprint hashes (keys sorted,
+/// no whitespace), for the benchmarks that time that step
+/// (`benches/src/http`): not part of the API.
+#[doc(hidden)]
+pub fn __canonical_json(body: &[u8]) -> Option<Vec<u8>> {
+    fingerprint::canonical_json(body)
+}

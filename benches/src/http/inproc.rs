@@ -13,7 +13,6 @@ use idem::durable::{Codec, Durable, DurableError, DurableOutcome};
 use idem::store::{Claimed, MemoryStore, Owner, Store, StoreKey};
 use idem::Fingerprint;
 use idem_http::Concurrent;
-use serde_json::Value;
 
 use super::{app, layers};
 
@@ -216,38 +215,5 @@ pub fn fingerprint(body: &[u8]) -> Fingerprint {
 /// [`fingerprint`] of the body made canonical first, as the layer does
 /// for JSON: parsed, then written with sorted keys and no whitespace.
 pub fn canonical_fingerprint(body: &[u8]) -> Fingerprint {
-    let value: Value = serde_json::from_slice(body).expect("JSON");
-    let mut out = Vec::with_capacity(body.len());
-    write_canonical(&value, &mut out);
-    fingerprint(&out)
-}
-
-fn write_canonical(v: &Value, out: &mut Vec<u8>) {
-    match v {
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(&serde_json::to_vec(k).unwrap_or_default());
-                out.push(b':');
-                write_canonical(v, out);
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(v, out);
-            }
-            out.push(b']');
-        }
-        scalar => out.extend_from_slice(&serde_json::to_vec(scalar).unwrap_or_default()),
-    }
+    fingerprint(&idem_http::__canonical_json(body).expect("JSON"))
 }
