@@ -9,6 +9,7 @@
 //! | `400` | `#key-missing` | the route requires a key and the request has none |
 //! | `400` | `#key-invalid` | empty, repeated, over 255 characters, or not visible ASCII |
 //! | `409` | `#request-in-progress` | a request with this key is still running (with `Retry-After`) |
+//! | `400` | `#request-unreadable` | the request body could not be read; nothing was claimed |
 //! | `413` | `#request-too-large` | the body is over the layer's cap; nothing was claimed |
 //! | `422` | `#key-reused` | the key was used for a different request (method, path, query, body or chosen headers) |
 //! | `500` | `#handler-panicked` | the handler panicked; nothing was recorded, a retry runs it again |
@@ -30,6 +31,7 @@ pub(crate) enum Problem {
     KeyInvalid,
     InProgress,
     TooLarge,
+    BodyUnreadable,
     KeyReused,
     Panicked,
     ScopeMissing,
@@ -59,6 +61,11 @@ impl Problem {
                 StatusCode::CONFLICT,
                 "request-in-progress",
                 "A request with this Idempotency-Key is in progress",
+            ),
+            BodyUnreadable => (
+                StatusCode::BAD_REQUEST,
+                "request-unreadable",
+                "The request body could not be read",
             ),
             TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -140,9 +140,7 @@ where
         }
         Read::Failed => {
             let detail = "the request body could not be read; nothing was processed, and the request can be retried with the same key";
-            let mut r = problem(c, Problem::KeyInvalid, detail, None);
-            *r.status_mut() = http::StatusCode::BAD_REQUEST;
-            return Ok(r);
+            return Ok(problem(c, Problem::BodyUnreadable, detail, None));
         }
     };
     let fingerprint = c.fingerprint.of(&parts, &bytes);
