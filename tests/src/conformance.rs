@@ -61,6 +61,7 @@ pub async fn run<S: Store>(store: &S, ns: &str, timing: Timing) {
         .a_record_expires_after_its_retention_and_fences_keep_growing()
         .await;
     suite.concurrent_claims_lease_the_key_once().await;
+    suite.a_lookup_never_contradicts_a_claim().await;
 }
 
 struct Suite<'a, S> {
@@ -315,6 +316,49 @@ impl<S: Store> Suite<'_, S> {
             second.fence,
             first.fence
         );
+    }
+
+    /// A store need not look (`None` is always allowed), but what it
+    /// shows must be what a claim would answer, and it claims nothing.
+    async fn a_lookup_never_contradicts_a_claim(&self) {
+        let look = |key: &'static str, fp: Option<Fingerprint>| async move {
+            self.store
+                .lookup(self.key(key), fp)
+                .await
+                .unwrap_or_else(|e| panic!("lookup of {key}: {e}"))
+        };
+        assert_eq!(look("lookup", fp(1)).await, None, "a vacant key");
+        // A lookup of a vacant key leaves it vacant.
+        let lease = leased(
+            self.claim("lookup", fp(1), Owner::random(), LONG).await,
+            "lookup",
+        );
+        for f in [fp(1), None] {
+            assert_eq!(look("lookup", f).await, None, "a leased key: {f:?}");
+        }
+        assert!(matches!(
+            look("lookup", fp(2)).await,
+            None | Some(Claimed::Mismatch)
+        ));
+        self.store
+            .complete(self.key("lookup"), &lease, b"looked", LONG)
+            .await
+            .unwrap();
+        let record = Record {
+            fence: lease.fence,
+            payload: b"looked".to_vec(),
+        };
+        for f in [fp(1), None] {
+            let found = look("lookup", f).await;
+            assert!(
+                found.is_none() || found == Some(Claimed::Completed(record.clone())),
+                "a record, {f:?}: {found:?}"
+            );
+        }
+        assert!(matches!(
+            look("lookup", fp(2)).await,
+            None | Some(Claimed::Mismatch)
+        ));
     }
 
     async fn concurrent_claims_lease_the_key_once(&self) {

@@ -589,3 +589,115 @@ async fn a_codec_of_ones_own_writes_the_records() {
         (Ok("receipt"), DurableOutcome::Replayed)
     );
 }
+
+/// `MemoryStore` with its claims and lookups counted, lookups forwarded.
+#[derive(Default)]
+struct Looked {
+    inner: MemoryStore,
+    claims: AtomicUsize,
+    lookups: AtomicUsize,
+}
+
+impl Store for Looked {
+    async fn claim(
+        &self,
+        key: StoreKey<'_>,
+        fp: Option<Fingerprint>,
+        owner: Owner,
+        lease: Duration,
+    ) -> Result<Claimed, StoreError> {
+        self.claims.fetch_add(1, SeqCst);
+        self.inner.claim(key, fp, owner, lease).await
+    }
+
+    async fn lookup(
+        &self,
+        key: StoreKey<'_>,
+        fp: Option<Fingerprint>,
+    ) -> Result<Option<Claimed>, StoreError> {
+        self.lookups.fetch_add(1, SeqCst);
+        self.inner.lookup(key, fp).await
+    }
+
+    async fn renew(
+        &self,
+        key: StoreKey<'_>,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.inner.renew(key, lease, ttl).await
+    }
+
+    async fn complete(
+        &self,
+        key: StoreKey<'_>,
+        lease: &Lease,
+        payload: &[u8],
+        retain: Duration,
+    ) -> Result<(), StoreError> {
+        self.inner.complete(key, lease, payload, retain).await
+    }
+
+    async fn release(&self, key: StoreKey<'_>, lease: &Lease) -> Result<(), StoreError> {
+        self.inner.release(key, lease).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_the_store_shows_is_replayed_without_a_claim() {
+    let store = Arc::new(Looked::default());
+    let p = process(Arc::clone(&store), WAIT);
+    let claims = || store.claims.load(SeqCst);
+    let runs = Counter::new();
+    let work = |_: Fence| async {
+        runs.hit();
+        Ok::<_, String>("receipt".to_string())
+    };
+    let one = Fingerprint::from_u64(1);
+    let (r, how) = p.call("order-1").fingerprint(one).run(work).await;
+    assert_eq!(
+        (r.as_deref(), how),
+        (Ok("receipt"), DurableOutcome::Executed)
+    );
+    assert_eq!((claims(), store.lookups.load(SeqCst)), (1, 1));
+
+    // Replays, attached and detached, with and without the fingerprint:
+    // looked up, not claimed.
+    let (r, how) = p.call("order-1").fingerprint(one).run(work).await;
+    assert_eq!(
+        (r.as_deref(), how),
+        (Ok("receipt"), DurableOutcome::Replayed)
+    );
+    let (r, how) = p
+        .call("order-1")
+        .run_detached(|_| async { Ok::<_, String>("again".to_string()) })
+        .await;
+    assert_eq!(
+        (r.as_deref(), how),
+        (Ok("receipt"), DurableOutcome::Replayed)
+    );
+    assert_eq!((claims(), runs.get()), (1, 1));
+
+    // Another fingerprint is the claim's to answer, as ever.
+    let (r, _) = p
+        .call("order-1")
+        .fingerprint(Fingerprint::from_u64(2))
+        .run(work)
+        .await;
+    assert!(matches!(r, Err(DurableError::Mismatch)), "{r:?}");
+    assert_eq!((claims(), runs.get()), (2, 1));
+
+    // A recorded error is replayed as the error it was.
+    let declined = |_: Fence| async { Err::<String, _>("declined: card".to_string()) };
+    let (r, how) = p.run("order-2", declined).await;
+    assert_eq!(
+        (r.clone().err(), how),
+        (
+            Some(DurableError::Failed("declined: card".into())),
+            DurableOutcome::Executed
+        )
+    );
+    let (r2, how) = p.run("order-2", work).await;
+    assert_eq!((r2.err(), how), (r.err(), DurableOutcome::Replayed));
+    assert_eq!((claims(), runs.get()), (3, 1));
+}

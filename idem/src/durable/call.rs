@@ -109,6 +109,9 @@ where
     {
         let Self { durable, key, ask } = self;
         let shared = &durable.shared;
+        if let Some(r) = shared.lookup(key, ask.fingerprint).await {
+            return (r, DurableOutcome::Replayed);
+        }
         let lead = || async move {
             let mut how = DurableOutcome::Executed;
             let r = shared.lead(key, ask, work, &mut how).await;
@@ -152,6 +155,9 @@ where
         Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
         let Self { durable, key, ask } = self;
+        if let Some(r) = durable.shared.lookup(key, ask.fingerprint).await {
+            return (r, DurableOutcome::Replayed);
+        }
         let shared = Arc::clone(&durable.shared);
         let owned = key.to_owned();
         let lead = move || async move {

@@ -170,6 +170,28 @@ where
         }
     }
 
+    /// The key's record, if the store shows it without a claim
+    /// ([`Store::lookup`]): a replay that needs no owner, no task and no
+    /// claim. Anything else (no record, a lease, a mismatch, an error) is
+    /// left to [`lead`](Self::lead), which answers it as ever.
+    pub(super) async fn lookup<V>(
+        &self,
+        key: &str,
+        fingerprint: Option<Fingerprint>,
+    ) -> Option<Result<V, DurableError<E>>>
+    where
+        C: Codec<V>,
+    {
+        let sk = StoreKey {
+            namespace: &self.namespace,
+            key,
+        };
+        match self.store.lookup(sk, fingerprint).await {
+            Ok(Some(Claimed::Completed(record))) => Some(self.replay(sk, &record)),
+            _ => None,
+        }
+    }
+
     fn replay<V>(&self, key: StoreKey<'_>, record: &Record) -> Result<V, DurableError<E>>
     where
         C: Codec<V>,

@@ -3,17 +3,20 @@
 //!
 //! A [`Durable`] call for a key:
 //!
-//! 1. joins a call of this process already running it (one claim per key
+//! 1. replays a record the store shows without a claim
+//!    ([`Store::lookup`](crate::store::Store::lookup): the memory store
+//!    does, a network store leaves it to the claim), as cheap as a read;
+//! 2. joins a call of this process already running it (one claim per key
 //!    per process, however many duplicates arrive);
-//! 2. otherwise claims the key in the store, under a fresh
+//! 3. otherwise claims the key in the store, under a fresh
 //!    [`Owner`](crate::store::Owner). A record there is replayed ([`DurableOutcome::Replayed`]);
 //!    another process's live lease is waited for (polling with jittered,
 //!    bounded backoff; [`DurableOutcome::Waited`]) or rejected, as
 //!    [`OnRunning`] says;
-//! 3. with the lease, runs the work while a watchdog renews the lease
+//! 4. with the lease, runs the work while a watchdog renews the lease
 //!    every third of it, up to `max_run`. The work gets a [`Fence`]: the
 //!    lease's fencing token, and a signal when the lease is lost;
-//! 4. completes the record with the encoded value (kept for `retain`), or
+//! 5. completes the record with the encoded value (kept for `retain`), or
 //!    with the error if [`record_errors`](DurableBuilder::record_errors)
 //!    says so; otherwise releases the key. A panic releases; a caller
 //!    dropped mid-work releases from a task of its own, unless the call

@@ -37,6 +37,8 @@ mod token;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use memory::MemoryStore;
@@ -60,27 +62,41 @@ impl fmt::Display for StoreKey<'_> {
     }
 }
 
-/// Who holds a lease: random, one per call that claims (and reused when
+/// Who holds a lease: unique, one per call that claims (and reused when
 /// that call retries its claim), so that a claim whose reply was lost is
 /// recognised as the caller's own.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Owner(u128);
 
 impl Owner {
-    /// A fresh owner id: 128 random bits from the operating system.
+    /// A fresh owner id, distinct from every other this process or
+    /// another makes: 64 random bits from the operating system, drawn once
+    /// per process, and a per-process counter passed through a bijection
+    /// (so ids look random, and no system call is made per id: a claim
+    /// makes one).
+    ///
+    /// A process that forks keeps its parent's prefix and counter: its
+    /// ids can repeat the parent's. Fork before using idem, or not at all.
     ///
     /// # Panics
     ///
     /// If the operating system has no randomness to give (`getrandom`
-    /// fails), as [`Token::generate`].
+    /// fails) the first time, as [`Token::generate`].
     pub fn random() -> Self {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes)
-            .expect("idem: the operating system gave no randomness for an owner id");
-        Self(u128::from_le_bytes(bytes))
+        static PROCESS: OnceLock<(u64, u64)> = OnceLock::new();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let (prefix, salt) = *PROCESS.get_or_init(|| {
+            let mut bytes = [0u8; 16];
+            getrandom::fill(&mut bytes)
+                .expect("idem: the operating system gave no randomness for owner ids");
+            let n = u128::from_le_bytes(bytes);
+            ((n >> 64) as u64, n as u64)
+        });
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Self(u128::from(prefix) << 64 | u128::from(mix(n ^ salt)))
     }
 
-    /// The low 64 bits, random: a seed for this owner's backoff jitter.
+    /// The low 64 bits, scattered: a seed for this owner's backoff jitter.
     #[cfg(feature = "durable")]
     pub(crate) fn seed(self) -> u64 {
         self.0 as u64
@@ -104,6 +120,14 @@ impl fmt::Debug for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Owner({:032x})", self.0)
     }
+}
+
+/// SplitMix64's finaliser: a bijection of `u64` that scatters consecutive
+/// inputs over the whole range.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The right to run the work for a key, until the store's clock passes its
@@ -216,6 +240,33 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> impl Future<Output = Result<Claimed, StoreError>> + Send;
 
+    /// What a claim would find *without* claiming, if the store can say
+    /// it cheaply: [`Claimed::Completed`] for a record,
+    /// [`Claimed::Mismatch`] for a lease or record of another
+    /// fingerprint, `None` for anything else (nothing, a lease, or "not
+    /// looked").
+    ///
+    /// A read-only first step for replays: the executor calls it before it
+    /// sets up a claim (an owner id, a task for a detached call), and a
+    /// record found here is replayed without them. Implement it only where
+    /// a read costs much less than a claim, as in memory: the default
+    /// answers `None` at once, and a store reached over the network, where
+    /// a read costs a round trip as a claim does, keeps it (its claim
+    /// replays records all the same).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`]; the executor
+    /// then claims as if `None` had been answered.
+    fn lookup(
+        &self,
+        key: StoreKey<'_>,
+        fingerprint: Option<Fingerprint>,
+    ) -> impl Future<Output = Result<Option<Claimed>, StoreError>> + Send {
+        let _ = (key, fingerprint);
+        std::future::ready(Ok(None))
+    }
+
     /// Extends `lease` to end `ttl` from now, by the store's clock.
     ///
     /// # Errors
@@ -270,6 +321,14 @@ impl<S: Store> Store for std::sync::Arc<S> {
         lease: Duration,
     ) -> impl Future<Output = Result<Claimed, StoreError>> + Send {
         (**self).claim(key, fingerprint, owner, lease)
+    }
+
+    fn lookup(
+        &self,
+        key: StoreKey<'_>,
+        fingerprint: Option<Fingerprint>,
+    ) -> impl Future<Output = Result<Option<Claimed>, StoreError>> + Send {
+        (**self).lookup(key, fingerprint)
     }
 
     fn renew(
