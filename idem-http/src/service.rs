@@ -145,8 +145,14 @@ where
     };
     let fingerprint = c.fingerprint.of(&parts, &bytes);
     let store_key = store_key(&scope, &parts, &key);
-    // Events name the key by a hash: keys can be secrets.
-    let hashed = Fingerprint::of(&store_key).get();
+    // Events name the key by a hash (keys can be secrets), computed only
+    // when they are recorded.
+    let debug = tracing::enabled!(tracing::Level::DEBUG);
+    let hashed = if debug {
+        Fingerprint::of(&store_key).get()
+    } else {
+        0
+    };
 
     // In reject mode a duplicate running in this process is refused here,
     // before the store; the mark lives as long as the handler does.
@@ -172,19 +178,21 @@ where
         let _entered = entered;
         run::<I, ReqB, ResB>(inner, req, records).await
     };
-    let started = Instant::now();
+    let started = debug.then(Instant::now);
     let (r, how) = c
         .durable
         .call(&store_key)
         .fingerprint(fingerprint)
         .run_detached(work)
         .await;
-    tracing::debug!(
-        key = %format_args!("{hashed:016x}"),
-        outcome = ?how,
-        elapsed_us = started.elapsed().as_micros() as u64,
-        "idempotency-key request"
-    );
+    if let Some(started) = started {
+        tracing::debug!(
+            key = %format_args!("{hashed:016x}"),
+            outcome = ?how,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "idempotency-key request"
+        );
+    }
     let mut response = respond::<ResB, I::Error, S>(c, r, how)?;
     if let Some((name, value)) = &c.retention {
         response.headers_mut().insert(name.clone(), value.clone());
@@ -405,14 +413,19 @@ fn close_if_http1<B>(r: &mut Response<B>, version: Version) {
 /// The key in the store: who asks, how, where, and the client's key, each
 /// part length-prefixed so that no two requests compose the same string.
 fn store_key(scope: &str, parts: &http::request::Parts, key: &str) -> String {
+    use std::fmt::Write;
     let method = parts.method.as_str();
     let path = parts.uri.path();
-    format!(
+    // Three lengths of at most 20 digits and their colons, then the parts.
+    let mut s = String::with_capacity(63 + scope.len() + method.len() + path.len() + key.len());
+    let _ = write!(
+        s,
         "{}:{scope}{}:{method}{}:{path}{key}",
         scope.len(),
         method.len(),
         path.len()
-    )
+    );
+    s
 }
 
 enum Read {

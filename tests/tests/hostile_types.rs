@@ -491,3 +491,51 @@ async fn a_lone_caller_of_a_table_that_stores_nothing_clones_nothing() {
         .unwrap();
     assert_eq!(v.id, 1);
 }
+
+#[tokio::test]
+async fn a_lone_detached_caller_of_a_table_that_stores_nothing_clones_nothing() {
+    // The task hands its result to the caller that spawned it: moved, not
+    // copied (a response with its headers, in the HTTP layer).
+    let flight: SingleFlight<u32, Bomb> = SingleFlight::new();
+    let (clones, drops) = budgets();
+    clones.store(0, SeqCst);
+    let (c, d) = (Arc::clone(&clones), Arc::clone(&drops));
+    let v = flight
+        .run_detached(1, move || async move { Ok(Bomb::new(1, &c, &d)) })
+        .await
+        .unwrap();
+    assert_eq!(v.id, 1);
+}
+
+#[tokio::test]
+async fn the_last_waiter_takes_the_shared_copy_instead_of_cloning_it() {
+    let flight: SingleFlight<u32, Bomb> = SingleFlight::new();
+    let (clones, drops) = budgets();
+    let gate = Gate::new();
+    let call = |id| {
+        flight.run(1, {
+            let (c, d, gate) = (&clones, &drops, &gate);
+            move || async move {
+                gate.wait().await;
+                Ok(Bomb::new(id, c, d))
+            }
+        })
+    };
+    let mut leader = Probe::new(call(1));
+    let mut waiters = [Probe::new(call(2)), Probe::new(call(3))];
+    leader.pending();
+    waiters.iter_mut().for_each(Probe::pending);
+    // One copy for the waiters to share; the first clones it, the last
+    // takes it: a second clone would panic.
+    clones.store(2, SeqCst);
+    gate.open();
+    assert_eq!(leader.ready().unwrap().id, 1);
+    for w in &mut waiters {
+        assert_eq!(w.ready().unwrap().id, 1);
+    }
+    assert_eq!(
+        clones.load(SeqCst),
+        0,
+        "two clones: the shared copy, the first waiter's"
+    );
+}

@@ -72,7 +72,18 @@ impl<K, V: Clone, E: Clone, R: Borrow<Arc<Inner<K, V, E>>>> Driver<K, V, E, R> {
     /// [`Error::Panicked`] saying the copy could not be made), and never
     /// runs the work again. The entries the table let go (the flight's own
     /// key, evicted results) are dropped last, after the wake-up.
-    pub(crate) fn finish(mut self, r: Result<Result<V, E>, Panicked>) -> Result<V, Error<E>> {
+    pub(crate) fn finish(self, r: Result<Result<V, E>, Panicked>) -> Result<V, Error<E>> {
+        self.end(r, true).expect("kept for the driver")
+    }
+
+    /// As [`finish`](Self::finish), for a driver that has no use for the
+    /// result (a detached task): the waiters get the result itself, not a
+    /// copy.
+    pub(crate) fn finish_detached(self, r: Result<Result<V, E>, Panicked>) {
+        self.end(r, false);
+    }
+
+    fn end(mut self, r: Result<Result<V, E>, Panicked>, keep: bool) -> Option<Result<V, Error<E>>> {
         let inner = self.inner.borrow();
         let r = inner.count_ending(self.hash, r);
         // The copy to store is made before the table is touched, and its
@@ -89,9 +100,15 @@ impl<K, V: Clone, E: Clone, R: Borrow<Arc<Inner<K, V, E>>>> Driver<K, V, E, R> {
         let flight = self.flight.take().expect("checked above");
         // The table no longer holds the flight; if nobody else does, nobody
         // can be waiting for it, and nothing is cloned for nobody.
-        if Arc::strong_count(&flight) > 1 {
+        let r = if Arc::strong_count(&flight) == 1 {
+            keep.then_some(r)
+        } else if keep {
             flight.end(Shared::of(&r));
-        }
+            Some(r)
+        } else {
+            flight.end(Shared::owned(r));
+            None
+        };
         drop(settled);
         r
     }

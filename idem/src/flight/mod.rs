@@ -81,6 +81,17 @@ enum Shared<V, E> {
     Error(Error<E>),
 }
 
+impl<V, E> Shared<V, E> {
+    /// The result itself, to share: for a driver that does not need it
+    /// back (a detached task).
+    fn owned(result: Result<V, Error<E>>) -> Self {
+        match result {
+            Ok(v) => Shared::Value(Arc::new(v)),
+            Err(e) => Shared::Error(e),
+        }
+    }
+}
+
 impl<V: Clone, E: Clone> Shared<V, E> {
     /// The copy to share, made by the driver. A `Clone` that panics gives
     /// the waiters [`Error::Panicked`] instead, never a second execution.
@@ -136,8 +147,10 @@ impl<V, E> Flight<V, E> {
     }
 
     /// `Driven` → `Done`: publishes the result and wakes every registered
-    /// waiter. The table must no longer hold the flight.
-    fn end(&self, result: Shared<V, E>) {
+    /// waiter. The table must no longer hold the flight. The driver's
+    /// handle is let go before the wake-up, so that a waiter left alone
+    /// with the flight can take the value instead of cloning it.
+    fn end(self: Arc<Self>, result: Shared<V, E>) {
         let wakers = {
             let mut state = self.state.lock();
             debug_assert!(matches!(state.phase, Phase::Driven));
@@ -145,6 +158,7 @@ impl<V, E> Flight<V, E> {
             state.free = Vec::new();
             std::mem::take(&mut state.wakers)
         };
+        drop(self);
         for waker in wakers.into_iter().flatten() {
             waker.wake();
         }

@@ -109,11 +109,26 @@ impl<K, V: Clone, E: Clone> Future for Waiter<'_, K, V, E> {
                 return Poll::Ready(Waited::Done(r));
             }
             Phase::Done(Shared::Value(v)) => {
-                let v = Arc::clone(v);
+                // The last handle on the flight (its driver let go before
+                // the wake-up, the table holds it no more): nobody else can
+                // read the value, take it.
+                let v = if Arc::strong_count(flight) == 1 {
+                    match std::mem::replace(&mut state.phase, Phase::Dropped) {
+                        Phase::Done(Shared::Value(v)) => v,
+                        _ => unreachable!("matched above"),
+                    }
+                } else {
+                    Arc::clone(v)
+                };
                 drop(state);
                 this.flight = None;
-                // Cloned here, outside the flight's mutex.
-                return Poll::Ready(Waited::Done(clone_for_caller(|| Ok(V::clone(&v)))));
+                // Cloned here, outside the flight's mutex, unless this
+                // waiter held the only copy.
+                let v = match Arc::try_unwrap(v) {
+                    Ok(v) => Ok(v),
+                    Err(v) => clone_for_caller(|| Ok(V::clone(&v))),
+                };
+                return Poll::Ready(Waited::Done(v));
             }
             Phase::Orphaned => {
                 state.phase = Phase::Driven;

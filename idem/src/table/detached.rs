@@ -218,7 +218,7 @@ where
             let work = run_work(driver.flight_id(), f);
             let r = trace::execution(driver.settings(), driver.hash(), work).await;
             // The waiters (if any are left) get the result through the flight.
-            let _ = driver.finish(r);
+            driver.finish_detached(r);
         });
         match waiter.await {
             Waited::Done(r) => (r, Outcome::Executed),
