@@ -103,10 +103,10 @@ impl<K, V: Clone, E: Clone, R: Borrow<Arc<Inner<K, V, E>>>> Driver<K, V, E, R> {
         let r = if Arc::strong_count(&flight) == 1 {
             keep.then_some(r)
         } else if keep {
-            flight.end(Shared::of(&r));
+            Flight::end(flight, Shared::of(&r));
             Some(r)
         } else {
-            flight.end(Shared::owned(r));
+            Flight::end(flight, Shared::owned(r));
             None
         };
         drop(settled);

@@ -150,15 +150,16 @@ impl<V, E> Flight<V, E> {
     /// waiter. The table must no longer hold the flight. The driver's
     /// handle is let go before the wake-up, so that a waiter left alone
     /// with the flight can take the value instead of cloning it.
-    fn end(self: Arc<Self>, result: Shared<V, E>) {
+    /// (An associated function: loom's `Arc` cannot be a receiver.)
+    fn end(this: Arc<Self>, result: Shared<V, E>) {
         let wakers = {
-            let mut state = self.state.lock();
+            let mut state = this.state.lock();
             debug_assert!(matches!(state.phase, Phase::Driven));
             state.phase = Phase::Done(result);
             state.free = Vec::new();
             std::mem::take(&mut state.wakers)
         };
-        drop(self);
+        drop(this);
         for waker in wakers.into_iter().flatten() {
             waker.wake();
         }
