@@ -101,7 +101,7 @@ where
         let lease_end = Arc::new(LeaseEnd::new(lease_end));
         let mut guard = ReleaseOnDrop {
             shared: Arc::clone(self),
-            key: key.to_owned(),
+            key,
             lease: Some(lease.clone()),
             end: Arc::clone(&lease_end),
         };
@@ -345,14 +345,17 @@ async fn watchdog<S: Store, E, C>(
 /// Releases a lease, from a task of its own (a `Drop` cannot wait for the
 /// store), retrying until the lease ends: the lease of a call dropped
 /// mid-work, or one whose release found the store unreachable.
-struct ReleaseOnDrop<S: Store, E: Send + Sync + 'static, C: Send + Sync + 'static> {
+struct ReleaseOnDrop<'k, S: Store, E: Send + Sync + 'static, C: Send + Sync + 'static> {
     shared: Arc<Shared<S, E, C>>,
-    key: String,
+    /// Copied only when a release must be spawned.
+    key: &'k str,
     lease: Option<Lease>,
     end: Arc<LeaseEnd>,
 }
 
-impl<S: Store, E: Send + Sync + 'static, C: Send + Sync + 'static> Drop for ReleaseOnDrop<S, E, C> {
+impl<S: Store, E: Send + Sync + 'static, C: Send + Sync + 'static> Drop
+    for ReleaseOnDrop<'_, S, E, C>
+{
     fn drop(&mut self) {
         let Some(lease) = self.lease.take() else {
             return;
@@ -361,7 +364,7 @@ impl<S: Store, E: Send + Sync + 'static, C: Send + Sync + 'static> Drop for Rele
             return;
         };
         let shared = Arc::clone(&self.shared);
-        let key = std::mem::take(&mut self.key);
+        let key = self.key.to_owned();
         let end = self.end.get();
         runtime.spawn(async move {
             let sk = StoreKey {
