@@ -8,12 +8,12 @@ use std::time::Duration;
 use axum::http::{header, StatusCode};
 use idem_http::{Concurrent, IdempotencyLayer};
 use idem_redis::RedisStore;
-use support::redis::Redis;
+use idem_tests::redis::Server as Redis;
 use support::{post, user, App, Conn, Proto, Server};
 
 async fn store(redis: &Redis) -> RedisStore<redis::aio::ConnectionManager> {
     let config = redis::aio::ConnectionManagerConfig::new().set_number_of_retries(1);
-    let conn = redis::Client::open(redis.url())
+    let conn = redis::Client::open(format!("{}?protocol=resp3", redis.url()))
         .unwrap()
         .get_connection_manager_with_config(config)
         .await

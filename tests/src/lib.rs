@@ -2,6 +2,7 @@
 
 pub mod conformance;
 mod observed;
+pub mod redis;
 
 pub use observed::Observed;
 

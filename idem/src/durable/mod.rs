@@ -4,7 +4,7 @@
 //! A [`Durable`] call for a key:
 //!
 //! 1. replays a record the store shows without a claim
-//!    ([`Store::lookup`](crate::store::Store::lookup): the memory store
+//!    ([`Store::lookup`]: the memory store
 //!    does, a network store leaves it to the claim), as cheap as a read;
 //! 2. joins a call of this process already running it (one claim per key
 //!    per process, however many duplicates arrive);
