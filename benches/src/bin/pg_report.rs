@@ -1647,7 +1647,7 @@ async fn run(a: &Args, env: &Arc<Env>) -> Result<(), BoxError> {
         all_met &= met;
         let _ = writeln!(
             out,
-            "| {tasks} | {med:.2}x | {} | {} |",
+            "| {tasks} | {med:.3}x | {} | {} |",
             ratios(&per_round),
             if met { "met" } else { "**missed**" }
         );
