@@ -1189,6 +1189,12 @@ async fn connect(a: &Args) -> Result<Env, BoxError> {
     let options = PgConnectOptions::from_str(&url)
         .unwrap_or_else(|e| fail(&format!("DATABASE_URL {url:?}: {e}")))
         .application_name(APP);
+    // Redis first: a report that ends for want of it leaves no schema.
+    let redis = if a.redis {
+        Some(connect_redis().await)
+    } else {
+        None
+    };
     let first = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(5))
@@ -1244,11 +1250,6 @@ async fn connect(a: &Args) -> Result<Env, BoxError> {
             pool,
         });
     }
-    let redis = if a.redis {
-        Some(connect_redis().await)
-    } else {
-        None
-    };
     let backends: Vec<u32> = sqlx::query_scalar::<_, i32>(
         "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
     )
