@@ -235,10 +235,10 @@ impl Inbox {
                 return Err(HandleError::Effect(e));
             }
         };
-        claim
-            .complete(&mut tx, b"")
-            .await
-            .map_err(HandleError::Store)?;
+        // The claim's row is the record already (a transactional claim
+        // committed without a completion reads as an empty payload): a
+        // completion would rewrite it with nothing new.
+        drop(claim);
         tx.commit().await.map_err(store_error)?;
         Ok(Handled::Processed(value))
     }

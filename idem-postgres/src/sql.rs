@@ -48,7 +48,11 @@ pub(crate) struct Statements {
     /// Columns: fence (NULL when the entry is live again).
     pub(crate) tx_take_over: Arc<str>,
     /// The transactional completion. $1 namespace, $2 key, $3 fence, $4
-    /// owner, $5 payload, $6 retain µs. A row when done.
+    /// owner, $5 payload. A row when done.
+    ///
+    /// It writes the payload only: the claim set the retention end, and an
+    /// update of no indexed column can be a HOT update (no new index
+    /// entries, less WAL).
     pub(crate) tx_complete: Arc<str>,
     /// Deletes up to $1 expired entries.
     pub(crate) reap: Arc<str>,
@@ -120,7 +124,7 @@ impl Statements {
              SELECT up.fence, set_config('lock_timeout', $7, true) FROM (SELECT) AS one LEFT JOIN up ON true"
         );
         let tx_complete = format!(
-            "UPDATE {table} SET payload = $5, expires_at = clock_timestamp() + $6 * interval '1 microsecond' \
+            "UPDATE {table} SET payload = $5 \
              WHERE namespace = $1 AND key = $2 AND state = 'completed' AND fence = $3 AND owner = $4::uuid \
              RETURNING fence"
         );

@@ -54,7 +54,6 @@ pub struct Claim {
     key: String,
     fence: u64,
     owner: Owner,
-    retain: Duration,
     sql: Arc<Statements>,
 }
 
@@ -77,7 +76,9 @@ impl Claim {
 
     /// Records `payload` as the key's result, replayed to later claims
     /// once the transaction commits, and kept for the store's
-    /// [retention](crate::Builder::retain) from now.
+    /// [retention](crate::Builder::retain) from the claim (the same
+    /// transaction: the record's end is written with the claim, so that
+    /// this update touches no indexed column and stays cheap).
     ///
     /// # Errors
     ///
@@ -97,7 +98,6 @@ impl Claim {
             .bind(fence_column(self.fence))
             .bind(self.owner.to_hex())
             .bind(payload)
-            .bind(micros(self.retain))
             .execute(conn)
             .await
             .map_err(unavailable)?;
@@ -204,7 +204,6 @@ impl PostgresStore {
                     ),
                 })?,
                 owner,
-                retain: self.retain,
                 sql: Arc::clone(&self.sql),
             }))
         };

@@ -513,3 +513,27 @@ async fn a_claim_outside_a_transaction_is_refused_and_writes_nothing() {
         TxClaim::Claimed(_)
     ));
 }
+
+/// The completion rewrites the payload only, so PostgreSQL can make it a
+/// HOT update (no new index entries; the page has room in a fresh table):
+/// `pg_stat_xact_user_tables` counts this transaction's updates as they
+/// happen.
+#[tokio::test]
+async fn the_completion_is_a_hot_update() {
+    let (db, store) = setup("hot_complete", 2, Duration::from_secs(30)).await;
+    let mut tx = db.pool.begin().await.unwrap();
+    let TxClaim::Claimed(claim) = store.claim_in(&mut tx, key("o-10"), None).await.unwrap() else {
+        panic!("a new key")
+    };
+    claim.complete(&mut tx, b"receipt").await.unwrap();
+    let table = format!("\"{}\".idem_records", db.schema);
+    let (updates, hot): (i64, i64) = sqlx::query_as(
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relid = $1::regclass",
+    )
+    .bind(&table)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!((updates, hot), (1, 1), "updates, HOT updates of {table}");
+    tx.commit().await.unwrap();
+}

@@ -2,7 +2,12 @@
 //! `idem_tests::redis`), a fault-injecting proxy, cluster slots and
 //! namespaces.
 
-#![allow(dead_code, unused_imports, unreachable_pub, reason = "each test binary uses a part")]
+#![allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    reason = "each test binary uses a part"
+)]
 
 pub mod proxy;
 
