@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CACHE_CONTROL};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use http_body::Body;
 use idem::durable::Codec;
+
+use crate::body::ResponseBody;
 
 /// A response as the layer keeps it: the handler's status, headers and
 /// whole body.
@@ -132,13 +134,95 @@ impl Replayed {
 
     /// `headers`, filtered by the allow-list.
     pub(crate) fn filter(&self, headers: &HeaderMap) -> HeaderMap {
-        let mut kept = HeaderMap::new();
-        for name in self.allowed.iter() {
-            for v in headers.get_all(name) {
-                kept.append(name.clone(), v.clone());
-            }
+        self.filtered(headers, 0)
+    }
+
+    /// [`filter`](Self::filter), into a map sized for what it keeps and
+    /// `spare` more.
+    fn filtered(&self, headers: &HeaderMap, spare: usize) -> HeaderMap {
+        let mut kept = HeaderMap::with_capacity(self.kept(headers).count() + spare);
+        for (name, v) in self.kept(headers) {
+            kept.append(name.clone(), v.clone());
         }
         kept
+    }
+
+    /// The headers [`filter`](Self::filter) keeps, in the order its map
+    /// holds them, without building the map: for each allowed name, where
+    /// the list first names it, its values (as many times as the list
+    /// names it: a map appended to twice holds every value twice, in one
+    /// entry).
+    fn kept<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+    ) -> impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)> + 'a {
+        let allowed = &*self.allowed;
+        allowed
+            .iter()
+            .enumerate()
+            .filter(move |&(i, name)| !allowed[..i].contains(name))
+            .flat_map(move |(i, name)| {
+                let times = allowed[i..].iter().filter(|n| *n == name).count();
+                std::iter::repeat_n(name, times)
+                    .flat_map(move |name| headers.get_all(name).iter().map(move |v| (name, v)))
+            })
+    }
+
+    /// Whether [`filter`](Self::filter) would give `headers` back as they
+    /// are: each name allowed, named once by the list, and in the list's
+    /// order (a record decoded from the store, written by this
+    /// allow-list).
+    fn keeps_as_is(&self, headers: &HeaderMap) -> bool {
+        let mut after = 0;
+        headers.keys().all(|name| {
+            let mut at = self.allowed.iter().enumerate().filter(|(_, a)| *a == name);
+            match (at.next(), at.next()) {
+                (Some((i, _)), None) if i >= after => {
+                    after = i + 1;
+                    true
+                }
+                _ => false,
+            }
+        })
+    }
+}
+
+#[allow(
+    dead_code,
+    reason = "for service.rs's `completed`, which this change does not touch"
+)]
+impl Completed {
+    /// The response to the client whose request ran the handler: the
+    /// handler's status, headers and body.
+    pub(crate) fn into_response<B: Body>(self) -> Response<ResponseBody<B>> {
+        let mut r = Response::new(ResponseBody::bytes(self.body));
+        *r.status_mut() = self.status;
+        *r.headers_mut() = self.headers;
+        r
+    }
+
+    /// The response to a client that did not run the handler: the status,
+    /// the body, the headers `replayed` allows, then `marker: true` (what
+    /// [`Replayed::filter`] keeps, and the marker inserted).
+    ///
+    /// A record decoded from the store holds only those headers, in that
+    /// order: its map becomes the response's, not filtered into another.
+    /// A response shared by the call that ran it is filtered, into a map
+    /// with room for the marker.
+    pub(crate) fn into_replay<B: Body>(
+        self,
+        replayed: &Replayed,
+        marker: Option<&HeaderName>,
+    ) -> Response<ResponseBody<B>> {
+        let mut headers = if replayed.keeps_as_is(&self.headers) {
+            self.headers
+        } else {
+            replayed.filtered(&self.headers, 1)
+        };
+        if let Some(marker) = marker {
+            headers.insert(marker.clone(), HeaderValue::from_static("true"));
+        }
+        Completed { headers, ..self }.into_response()
     }
 }
 
@@ -173,12 +257,18 @@ pub(crate) struct ResponseCodec {
 
 impl Codec<Completed> for ResponseCodec {
     fn encode(&self, r: &Completed) -> Result<Vec<u8>, String> {
-        let headers = self.replayed.filter(&r.headers);
-        let mut out = Vec::with_capacity(4 + r.body.len() + 64 * headers.len());
+        // The allowed headers are read where they are, twice: to size the
+        // record, then to write it.
+        let (mut count, mut size) = (0_usize, 4 + r.body.len());
+        for (name, value) in self.replayed.kept(&r.headers) {
+            count += 1;
+            size += 4 + name.as_str().len() + value.len();
+        }
+        let count = u16::try_from(count).map_err(|_| "too many headers")?;
+        let mut out = Vec::with_capacity(size);
         out.extend_from_slice(&r.status.as_u16().to_be_bytes());
-        let count = u16::try_from(headers.len()).map_err(|_| "too many headers")?;
         out.extend_from_slice(&count.to_be_bytes());
-        for (name, value) in &headers {
+        for (name, value) in self.replayed.kept(&r.headers) {
             for part in [name.as_str().as_bytes(), value.as_bytes()] {
                 let len = u16::try_from(part.len()).map_err(|_| "a header over 64 KiB")?;
                 out.extend_from_slice(&len.to_be_bytes());
@@ -193,7 +283,9 @@ impl Codec<Completed> for ResponseCodec {
         let mut rest = bytes;
         let status = StatusCode::from_u16(take_u16(&mut rest)?).map_err(|e| e.to_string())?;
         let count = take_u16(&mut rest)?;
-        let mut headers = HeaderMap::new();
+        // One more for the marker a replay adds (and no more than a few
+        // dozen: a corrupt count is caught by `take`, not by a huge map).
+        let mut headers = HeaderMap::with_capacity(usize::from(count).min(64) + 1);
         for _ in 0..count {
             let name = take(&mut rest)?;
             let value = take(&mut rest)?;
@@ -245,7 +337,7 @@ fn take<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::{CONTENT_TYPE, DATE, LOCATION, SET_COOKIE};
+    use http::header::{CONTENT_LANGUAGE, CONTENT_TYPE, DATE, ETAG, LINK, LOCATION, SET_COOKIE};
 
     fn codec() -> ResponseCodec {
         ResponseCodec {
@@ -333,5 +425,218 @@ mod tests {
         let mut no_store = HeaderMap::new();
         no_store.insert(CACHE_CONTROL, HeaderValue::from_static("private, No-Store"));
         assert!(!p.records(StatusCode::OK, &no_store));
+    }
+
+    /// A record as every version writes it, byte for byte: records live in
+    /// shared stores for a day, across deployments.
+    #[test]
+    fn the_record_format_is_pinned() {
+        let mut headers = HeaderMap::new();
+        headers.insert(SET_COOKIE, HeaderValue::from_static("s=1"));
+        headers.insert(LINK, HeaderValue::from_static("<a>"));
+        headers.insert(LOCATION, HeaderValue::from_static("/p/7"));
+        headers.append(LINK, HeaderValue::from_static("<b>"));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let r = Completed {
+            status: StatusCode::CREATED,
+            headers,
+            body: Bytes::from_static(b"{\"id\":7}"),
+        };
+        let record: &[u8] = b"\x00\xc9\x00\x04\
+            \x00\x0ccontent-type\x00\x10application/json\
+            \x00\x08location\x00\x04/p/7\
+            \x00\x04link\x00\x03<a>\
+            \x00\x04link\x00\x03<b>\
+            {\"id\":7}";
+        let c = codec();
+        assert_eq!(Codec::<Completed>::encode(&c, &r).unwrap(), record);
+        let back = Codec::<Completed>::decode(&c, record).unwrap();
+        assert_eq!(back.status, StatusCode::CREATED);
+        assert_eq!(&back.body[..], b"{\"id\":7}");
+        assert_eq!(
+            pairs(&back.headers),
+            [
+                ("content-type", "application/json"),
+                ("location", "/p/7"),
+                ("link", "<a>"),
+                ("link", "<b>"),
+            ]
+        );
+    }
+
+    fn pairs(headers: &HeaderMap) -> Vec<(&str, &str)> {
+        headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect()
+    }
+
+    /// `Replayed::filter` as it was before records were written from the
+    /// response's own map.
+    fn old_filter(allowed: &[HeaderName], headers: &HeaderMap) -> HeaderMap {
+        let mut kept = HeaderMap::new();
+        for name in allowed {
+            for v in headers.get_all(name) {
+                kept.append(name.clone(), v.clone());
+            }
+        }
+        kept
+    }
+
+    /// `ResponseCodec::encode` as it was.
+    fn old_encode(allowed: &[HeaderName], r: &Completed) -> Vec<u8> {
+        let headers = old_filter(allowed, &r.headers);
+        let mut out = Vec::with_capacity(4 + r.body.len() + 64 * headers.len());
+        out.extend_from_slice(&r.status.as_u16().to_be_bytes());
+        let count = u16::try_from(headers.len()).unwrap();
+        out.extend_from_slice(&count.to_be_bytes());
+        for (name, value) in &headers {
+            for part in [name.as_str().as_bytes(), value.as_bytes()] {
+                let len = u16::try_from(part.len()).unwrap();
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(part);
+            }
+        }
+        out.extend_from_slice(&r.body);
+        out
+    }
+
+    /// The headers of a replay as service.rs's `completed` made them
+    /// before `Completed::into_replay`.
+    fn old_replay(allowed: &[HeaderName], marker: Option<&HeaderName>, h: &HeaderMap) -> HeaderMap {
+        let mut kept = old_filter(allowed, h);
+        if let Some(marker) = marker {
+            kept.insert(marker.clone(), HeaderValue::from_static("true"));
+        }
+        kept
+    }
+
+    /// Allow-lists: the default, reversed, with a name twice, with the
+    /// marker's name, with a name of its own, and empty.
+    fn allow_lists() -> Vec<Vec<HeaderName>> {
+        let default = Replayed::default_allowed();
+        let mut reversed = default.clone();
+        reversed.reverse();
+        vec![
+            default.clone(),
+            reversed,
+            vec![CONTENT_TYPE, LINK, LOCATION, LINK],
+            vec![
+                LOCATION,
+                HeaderName::from_static("idempotent-replayed"),
+                CONTENT_TYPE,
+            ],
+            vec![HeaderName::from_static("x-request-cost"), ETAG],
+            vec![],
+        ]
+    }
+
+    /// Header maps made of a few names (allowed by some lists, by none),
+    /// one to three values each, in every order the generator picks.
+    fn header_maps() -> Vec<HeaderMap> {
+        let names = [
+            CONTENT_TYPE,
+            LOCATION,
+            LINK,
+            ETAG,
+            CONTENT_LANGUAGE,
+            SET_COOKIE,
+            DATE,
+            HeaderName::from_static("x-request-cost"),
+            HeaderName::from_static("idempotent-replayed"),
+        ];
+        let mut state = 0x5eed_u64;
+        let mut next = move |n: usize| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            ((state >> 33) % n as u64) as usize
+        };
+        (0..400)
+            .map(|_| {
+                let mut h = HeaderMap::new();
+                for _ in 0..next(8) {
+                    let name = names[next(names.len())].clone();
+                    let value = HeaderValue::from_str(&format!("v{}", next(100))).unwrap();
+                    if next(3) == 0 {
+                        h.insert(name, value);
+                    } else {
+                        h.append(name, value);
+                    }
+                }
+                h
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_and_replays_are_what_they_were() {
+        let marker = HeaderName::from_static("idempotent-replayed");
+        let maps = header_maps();
+        for allowed in allow_lists() {
+            let replayed = Replayed {
+                allowed: allowed.clone().into(),
+            };
+            let c = ResponseCodec {
+                replayed: replayed.clone(),
+            };
+            for headers in &maps {
+                let r = Completed {
+                    status: StatusCode::OK,
+                    headers: headers.clone(),
+                    body: Bytes::from_static(b"body"),
+                };
+                let record = Codec::<Completed>::encode(&c, &r).unwrap();
+                assert_eq!(record, old_encode(&allowed, &r), "{allowed:?} {headers:?}");
+                assert_eq!(
+                    pairs(&replayed.filter(headers)),
+                    pairs(&old_filter(&allowed, headers))
+                );
+                // Replays: of the response shared by the call that ran it,
+                // of the record, and of records written by other lists.
+                let mut shapes = vec![r.clone(), Codec::<Completed>::decode(&c, &record).unwrap()];
+                for other in allow_lists() {
+                    let c = ResponseCodec {
+                        replayed: Replayed {
+                            allowed: other.into(),
+                        },
+                    };
+                    let record = Codec::<Completed>::encode(&c, &r).unwrap();
+                    shapes.push(Codec::<Completed>::decode(&c, &record).unwrap());
+                }
+                for done in shapes {
+                    for marker in [None, Some(&marker)] {
+                        let want = old_replay(&allowed, marker, &done.headers);
+                        let got = done
+                            .clone()
+                            .into_replay::<http_body_util::Empty<Bytes>>(&replayed, marker);
+                        assert_eq!(got.status(), StatusCode::OK);
+                        assert_eq!(pairs(got.headers()), pairs(&want), "{allowed:?} {done:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_written_by_this_list_is_replayed_in_place() {
+        let c = codec();
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(LOCATION, HeaderValue::from_static("/p/7"));
+        headers.insert(DATE, HeaderValue::from_static("now"));
+        let r = Completed {
+            status: StatusCode::CREATED,
+            headers,
+            body: Bytes::new(),
+        };
+        assert!(!c.replayed.keeps_as_is(&r.headers));
+        let record = Codec::<Completed>::encode(&c, &r).unwrap();
+        let back = Codec::<Completed>::decode(&c, &record).unwrap();
+        assert!(c.replayed.keeps_as_is(&back.headers));
+        let other = Replayed {
+            allowed: vec![LOCATION, CONTENT_TYPE].into(),
+        };
+        assert!(!other.keeps_as_is(&back.headers));
     }
 }
