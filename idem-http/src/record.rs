@@ -134,13 +134,13 @@ impl Replayed {
 
     /// `headers`, filtered by the allow-list.
     pub(crate) fn filter(&self, headers: &HeaderMap) -> HeaderMap {
-        self.filtered(headers, 0)
+        self.filtered(headers)
     }
 
     /// [`filter`](Self::filter), into a map sized for what it keeps and
-    /// `spare` more.
-    fn filtered(&self, headers: &HeaderMap, spare: usize) -> HeaderMap {
-        let mut kept = HeaderMap::with_capacity(self.kept(headers).count() + spare);
+    /// the headers the layer adds to a replay.
+    fn filtered(&self, headers: &HeaderMap) -> HeaderMap {
+        let mut kept = HeaderMap::with_capacity(self.kept(headers).count() + ADDED);
         for (name, v) in self.kept(headers) {
             kept.append(name.clone(), v.clone());
         }
@@ -206,9 +206,9 @@ impl Completed {
     /// [`Replayed::filter`] keeps, and the marker inserted).
     ///
     /// A record decoded from the store holds only those headers, in that
-    /// order: its map becomes the response's, not filtered into another.
-    /// A response shared by the call that ran it is filtered, into a map
-    /// with room for the marker.
+    /// order, and has room for the marker: its map becomes the
+    /// response's, not filtered into another. A response shared by the
+    /// call that ran it is filtered, into a map with that room.
     pub(crate) fn into_replay<B: Body>(
         self,
         replayed: &Replayed,
@@ -217,7 +217,7 @@ impl Completed {
         let mut headers = if replayed.keeps_as_is(&self.headers) {
             self.headers
         } else {
-            replayed.filtered(&self.headers, 1)
+            replayed.filtered(&self.headers)
         };
         if let Some(marker) = marker {
             headers.insert(marker.clone(), HeaderValue::from_static("true"));
@@ -225,6 +225,10 @@ impl Completed {
         Completed { headers, ..self }.into_response()
     }
 }
+
+/// How many headers the layer adds to a replay's map: the replay marker and
+/// the retention header (a map that must grow for them allocates twice).
+const ADDED: usize = 2;
 
 /// The names no allow-list may hold: what would leak a session, lie about
 /// the time, or break the connection.
@@ -283,9 +287,9 @@ impl Codec<Completed> for ResponseCodec {
         let mut rest = bytes;
         let status = StatusCode::from_u16(take_u16(&mut rest)?).map_err(|e| e.to_string())?;
         let count = take_u16(&mut rest)?;
-        // One more for the marker a replay adds (and no more than a few
+        // Room for what the layer adds to a replay (and no more than a few
         // dozen: a corrupt count is caught by `take`, not by a huge map).
-        let mut headers = HeaderMap::with_capacity(usize::from(count).min(64) + 1);
+        let mut headers = HeaderMap::with_capacity(usize::from(count).min(64) + ADDED);
         for _ in 0..count {
             let name = take(&mut rest)?;
             let value = take(&mut rest)?;
@@ -589,7 +593,7 @@ mod tests {
                 let record = Codec::<Completed>::encode(&c, &r).unwrap();
                 assert_eq!(record, old_encode(&allowed, &r), "{allowed:?} {headers:?}");
                 assert_eq!(
-                    pairs(&replayed.filter(headers)),
+                    pairs(&replayed.filtered(headers)),
                     pairs(&old_filter(&allowed, headers))
                 );
                 // Replays: of the response shared by the call that ran it,
