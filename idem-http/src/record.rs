@@ -2,6 +2,7 @@
 //! the store), or one that is passed on and not recorded.
 
 use std::any::Any;
+use std::convert::Infallible;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -110,7 +111,35 @@ fn no_store(headers: &HeaderMap) -> bool {
 /// The headers a replay carries.
 #[derive(Debug, Clone)]
 pub(crate) struct Replayed {
-    pub(crate) allowed: Arc<[HeaderName]>,
+    pub(crate) allowed: AllowList,
+}
+
+/// A replay's allow-list: each name once, in the order the list first
+/// names it, with how many times the list names it (a map that a name's
+/// values are appended to twice holds them twice: what
+/// [`Replayed::filter`] gives for a name listed twice).
+#[derive(Debug, Clone)]
+pub(crate) struct AllowList(Arc<[(HeaderName, usize)]>);
+
+impl From<Vec<HeaderName>> for AllowList {
+    fn from(list: Vec<HeaderName>) -> Self {
+        let mut names: Vec<(HeaderName, usize)> = Vec::with_capacity(list.len());
+        for name in list {
+            match names.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, times)) => *times += 1,
+                None => names.push((name, 1)),
+            }
+        }
+        Self(names.into())
+    }
+}
+
+impl AllowList {
+    /// `name`'s place in the list, and how many times the list names it.
+    fn find(&self, name: &HeaderName) -> Option<(usize, usize)> {
+        let i = self.0.iter().position(|(n, _)| n == name)?;
+        Some((i, self.0[i].1))
+    }
 }
 
 impl Replayed {
@@ -140,32 +169,54 @@ impl Replayed {
     /// [`filter`](Self::filter), into a map sized for what it keeps and
     /// the headers the layer adds to a replay.
     fn filtered(&self, headers: &HeaderMap) -> HeaderMap {
-        let mut kept = HeaderMap::with_capacity(self.kept(headers).count() + ADDED);
-        for (name, v) in self.kept(headers) {
+        let scan = self.scan(headers);
+        let mut kept = HeaderMap::with_capacity(scan.values + ADDED);
+        let Ok(()) = self.each_kept(headers, &scan, |name, v| {
             kept.append(name.clone(), v.clone());
-        }
+            Ok::<(), Infallible>(())
+        });
         kept
     }
 
-    /// The headers [`filter`](Self::filter) keeps, in the order its map
-    /// holds them, without building the map: for each allowed name, where
-    /// the list first names it, its values (as many times as the list
-    /// names it: a map appended to twice holds every value twice, in one
-    /// entry).
-    fn kept<'a>(
-        &'a self,
-        headers: &'a HeaderMap,
-    ) -> impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)> + 'a {
-        let allowed = &*self.allowed;
-        allowed
-            .iter()
-            .enumerate()
-            .filter(move |&(i, name)| !allowed[..i].contains(name))
-            .flat_map(move |(i, name)| {
-                let times = allowed[i..].iter().filter(|n| *n == name).count();
-                std::iter::repeat_n(name, times)
-                    .flat_map(move |name| headers.get_all(name).iter().map(move |v| (name, v)))
-            })
+    /// What [`filter`](Self::filter) keeps of `headers`, from one look at
+    /// each of them, no lookup.
+    fn scan(&self, headers: &HeaderMap) -> Scan {
+        let mut scan = Scan {
+            present: 0,
+            values: 0,
+            bytes: 0,
+        };
+        for (name, value) in headers {
+            if let Some((i, times)) = self.allowed.find(name) {
+                scan.present |= 1_u64.checked_shl(i as u32).unwrap_or(0);
+                scan.values += times;
+                scan.bytes += times * (name.as_str().len() + value.len());
+            }
+        }
+        scan
+    }
+
+    /// Calls `f` with each header [`filter`](Self::filter) keeps, in the
+    /// order its map holds them: each allowed name's values, as many times
+    /// as the list names it. Only the names `scan` found are looked up.
+    fn each_kept<E>(
+        &self,
+        headers: &HeaderMap,
+        scan: &Scan,
+        mut f: impl FnMut(&HeaderName, &HeaderValue) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for (i, (name, times)) in self.allowed.0.iter().enumerate() {
+            if i < 64 && scan.present & (1 << i) == 0 {
+                continue;
+            }
+            let values = headers.get_all(name);
+            for _ in 0..*times {
+                for value in &values {
+                    f(name, value)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether [`filter`](Self::filter) would give `headers` back as they
@@ -174,15 +225,12 @@ impl Replayed {
     /// allow-list).
     fn keeps_as_is(&self, headers: &HeaderMap) -> bool {
         let mut after = 0;
-        headers.keys().all(|name| {
-            let mut at = self.allowed.iter().enumerate().filter(|(_, a)| *a == name);
-            match (at.next(), at.next()) {
-                (Some((i, _)), None) if i >= after => {
-                    after = i + 1;
-                    true
-                }
-                _ => false,
+        headers.keys().all(|name| match self.allowed.find(name) {
+            Some((i, 1)) if i >= after => {
+                after = i + 1;
+                true
             }
+            _ => false,
         })
     }
 }
@@ -226,6 +274,17 @@ impl Completed {
     }
 }
 
+/// What an allow-list keeps of a header map ([`Replayed::scan`]).
+struct Scan {
+    /// Bit `i`: the map has the list's `i`-th name (a name past the 64th
+    /// is looked up whether the map has it or not).
+    present: u64,
+    /// How many values are kept.
+    values: usize,
+    /// Their names' and values' bytes.
+    bytes: usize,
+}
+
 /// How many headers the layer adds to a replay's map: the replay marker and
 /// the retention header (a map that must grow for them allocates twice).
 const ADDED: usize = 2;
@@ -261,24 +320,21 @@ pub(crate) struct ResponseCodec {
 
 impl Codec<Completed> for ResponseCodec {
     fn encode(&self, r: &Completed) -> Result<Vec<u8>, String> {
-        // The allowed headers are read where they are, twice: to size the
-        // record, then to write it.
-        let (mut count, mut size) = (0_usize, 4 + r.body.len());
-        for (name, value) in self.replayed.kept(&r.headers) {
-            count += 1;
-            size += 4 + name.as_str().len() + value.len();
-        }
-        let count = u16::try_from(count).map_err(|_| "too many headers")?;
-        let mut out = Vec::with_capacity(size);
+        // What `filter` would keep, written in its order, without its map,
+        // into a record sized for it.
+        let scan = self.replayed.scan(&r.headers);
+        let count = u16::try_from(scan.values).map_err(|_| "too many headers")?;
+        let mut out = Vec::with_capacity(4 + 4 * scan.values + scan.bytes + r.body.len());
         out.extend_from_slice(&r.status.as_u16().to_be_bytes());
         out.extend_from_slice(&count.to_be_bytes());
-        for (name, value) in self.replayed.kept(&r.headers) {
+        self.replayed.each_kept(&r.headers, &scan, |name, value| {
             for part in [name.as_str().as_bytes(), value.as_bytes()] {
                 let len = u16::try_from(part.len()).map_err(|_| "a header over 64 KiB")?;
                 out.extend_from_slice(&len.to_be_bytes());
                 out.extend_from_slice(part);
             }
-        }
+            Ok::<(), String>(())
+        })?;
         out.extend_from_slice(&r.body);
         Ok(out)
     }
@@ -516,7 +572,7 @@ mod tests {
     }
 
     /// Allow-lists: the default, reversed, with a name twice, with the
-    /// marker's name, with a name of its own, and empty.
+    /// marker's name, with a name of its own, empty, and long.
     fn allow_lists() -> Vec<Vec<HeaderName>> {
         let default = Replayed::default_allowed();
         let mut reversed = default.clone();
@@ -532,6 +588,16 @@ mod tests {
             ],
             vec![HeaderName::from_static("x-request-cost"), ETAG],
             vec![],
+            // Longer than the 64 names `encode` notes by place.
+            (0..70)
+                .map(|i| HeaderName::try_from(format!("x-{i}")).unwrap())
+                .chain([
+                    LOCATION,
+                    HeaderName::from_static("x-request-cost"),
+                    CONTENT_TYPE,
+                    LOCATION,
+                ])
+                .collect(),
         ]
     }
 
