@@ -11,9 +11,10 @@
 //!   of 1,000 recorded keys, the response body read whole;
 //! * `steps/*`: the layer's steps one at a time (`src/http/inproc.rs`):
 //!   its fingerprint (the JSON body parsed and re-written canonically, as
-//!   idem-http does, or the raw bytes), the `Durable` executor on a
-//!   `MemoryStore` (`run_detached`, as the layer calls it, and `run`), the
-//!   store alone, a `tokio::spawn`, and `Owner::random`.
+//!   idem-http does, its keys in order or not, or the raw bytes), the
+//!   `Durable` executor on a `MemoryStore` (`run_detached`, as the layer
+//!   calls it, and `run`), the store alone, a `tokio::spawn`, and
+//!   `Owner::random`.
 //!
 //! Every bench runs on a current-thread tokio runtime: spawned tasks run on
 //! the bench's thread, so their cost is in the figures.
@@ -26,6 +27,9 @@ use criterion::Criterion;
 use idem::durable::Codec;
 use idem::store::{MemoryStore, Owner};
 use idem_benches::http::inproc::{self, BODY, REPLAY_KEYS};
+
+/// [`BODY`] with its keys in reverse order.
+const REORDERED: &str = r#"{"currency":"EUR","amount_cents":1250}"#;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -68,6 +72,11 @@ fn steps(c: &mut Criterion) {
     let mut g = c.benchmark_group("steps");
     g.bench_function("fingerprint/canonical_json", |b| {
         b.iter(|| inproc::canonical_fingerprint(black_box(BODY.as_bytes())))
+    });
+    // The same body with its keys in the other order: the canonical form
+    // then re-orders an object instead of writing it as it comes.
+    g.bench_function("fingerprint/canonical_json_reordered", |b| {
+        b.iter(|| inproc::canonical_fingerprint(black_box(REORDERED.as_bytes())))
     });
     g.bench_function("fingerprint/raw_bytes", |b| {
         b.iter(|| inproc::fingerprint(black_box(BODY.as_bytes())))
