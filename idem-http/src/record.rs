@@ -161,14 +161,9 @@ impl Replayed {
         ]
     }
 
-    /// `headers`, filtered by the allow-list.
+    /// `headers`, filtered by the allow-list, into a map sized for what
+    /// it keeps and the headers the layer adds to a replay.
     pub(crate) fn filter(&self, headers: &HeaderMap) -> HeaderMap {
-        self.filtered(headers)
-    }
-
-    /// [`filter`](Self::filter), into a map sized for what it keeps and
-    /// the headers the layer adds to a replay.
-    fn filtered(&self, headers: &HeaderMap) -> HeaderMap {
         let scan = self.scan(headers);
         let mut kept = HeaderMap::with_capacity(scan.values + ADDED);
         let Ok(()) = self.each_kept(headers, &scan, |name, v| {
@@ -235,10 +230,6 @@ impl Replayed {
     }
 }
 
-#[allow(
-    dead_code,
-    reason = "for service.rs's `completed`, which this change does not touch"
-)]
 impl Completed {
     /// The response to the client whose request ran the handler: the
     /// handler's status, headers and body.
@@ -265,7 +256,7 @@ impl Completed {
         let mut headers = if replayed.keeps_as_is(&self.headers) {
             self.headers
         } else {
-            replayed.filtered(&self.headers)
+            replayed.filter(&self.headers)
         };
         if let Some(marker) = marker {
             headers.insert(marker.clone(), HeaderValue::from_static("true"));
@@ -659,7 +650,7 @@ mod tests {
                 let record = Codec::<Completed>::encode(&c, &r).unwrap();
                 assert_eq!(record, old_encode(&allowed, &r), "{allowed:?} {headers:?}");
                 assert_eq!(
-                    pairs(&replayed.filtered(headers)),
+                    pairs(&replayed.filter(headers)),
                     pairs(&old_filter(&allowed, headers))
                 );
                 // Replays: of the response shared by the call that ran it,

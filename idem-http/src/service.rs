@@ -336,19 +336,11 @@ fn completed<B: Body, S>(
     done: Completed,
     replay: bool,
 ) -> Response<ResponseBody<B>> {
-    let headers = if replay {
-        let mut kept = c.replayed.filter(&done.headers);
-        if let Some(marker) = &c.replayed_marker {
-            kept.insert(marker.clone(), HeaderValue::from_static("true"));
-        }
-        kept
+    if replay {
+        done.into_replay(&c.replayed, c.replayed_marker.as_ref())
     } else {
-        done.headers
-    };
-    let mut r = Response::new(ResponseBody::bytes(done.body));
-    *r.status_mut() = done.status;
-    *r.headers_mut() = headers;
-    r
+        done.into_response()
+    }
 }
 
 async fn passthrough<I, ReqB, ResB>(
