@@ -22,6 +22,17 @@
 pub mod cases;
 pub mod http;
 pub mod redis;
+
+/// The median of `xs` (the mean of the middle two for an even count);
+/// NaN for none. What every report's "median of rounds" is.
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
 use std::convert::Infallible;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};

@@ -72,6 +72,8 @@ use std::time::{Duration, Instant};
 use idem::durable::{Durable, DurableOutcome, OnRunning};
 use idem::store::{Owner, StoreKey};
 use idem::Fingerprint;
+use idem_benches::median;
+use idem_benches::redis::noise::{machine_busy, process_ticks};
 use idem_benches::redis::{counted, multiplexed, Conn, Tally};
 use idem_postgres::{PostgresStore, TxClaim};
 use idem_redis::RedisStore;
@@ -946,7 +948,7 @@ impl Cpu {
     fn now(pids: &Pids) -> Self {
         Self {
             at: Instant::now(),
-            busy: machine_ticks().unwrap_or(0),
+            busy: machine_busy().unwrap_or(0),
             client: process_ticks("self").unwrap_or(0),
             postgres: pids
                 .backends
@@ -977,41 +979,8 @@ impl Cpu {
     }
 }
 
-/// user + nice + system + irq + softirq + steal of `/proc/stat`, in ticks.
-fn machine_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    Some(cpu.first()? + cpu.get(1)? + cpu.get(2)? + cpu.get(5)? + cpu.get(6)? + cpu.get(7)?)
-}
-
-/// utime + stime of `/proc/<pid>/stat` (every thread), in ticks.
-fn process_ticks(pid: &str) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
 // ---------------------------------------------------------------------------
 // Figures
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
 
 /// The `q` quantile of sorted `v` (nearest rank).
 fn quantile(v: &[Duration], q: f64) -> Duration {

@@ -33,6 +33,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use idem_benches::median;
 use idem_benches::redis::idem_designs::{IdemDurable, IdemStore, OneTripClaim};
 use idem_benches::redis::naive::Naive;
 use idem_benches::redis::noise::Ticks;
@@ -424,15 +425,6 @@ async fn workload_rounds(
         }
     }
     results
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    match xs.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => xs[n / 2],
-        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
-    }
 }
 
 /// `1 task`, `16 tasks`.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use idem_benches::{
-    distinct, hit, hot_values, lookups, prefill, runtime, storm, zipf, zipf_keys,
+    distinct, hit, hot_values, lookups, median, prefill, runtime, storm, zipf, zipf_keys,
     AsyncSingleflight, Contender, FloorCell, FloorMap, Idem, IdemGet, Moka, NaiveMap, ShardedTable,
     SingleflightAsync, Value, ATTEMPTS, UNSPREAD_RACES,
 };
@@ -141,16 +141,6 @@ fn per_pass<'a>(
                 execs: Some(execs),
             }
         }),
-    }
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
     }
 }
 

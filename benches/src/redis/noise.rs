@@ -23,8 +23,8 @@ impl Ticks {
         Self {
             at: Instant::now(),
             busy: machine_busy().unwrap_or(0),
-            mine: process("self").unwrap_or(0),
-            server: process(&server.to_string()).unwrap_or(0),
+            mine: process_ticks("self").unwrap_or(0),
+            server: process_ticks(&server.to_string()).unwrap_or(0),
         }
     }
 
@@ -45,8 +45,9 @@ impl Ticks {
     }
 }
 
-/// user + nice + system + irq + softirq + steal, from `/proc/stat`.
-fn machine_busy() -> Option<u64> {
+/// user + nice + system + irq + softirq + steal, from `/proc/stat`, in
+/// clock ticks (`None` off Linux).
+pub fn machine_busy() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let cpu: Vec<u64> = stat
         .lines()
@@ -58,8 +59,9 @@ fn machine_busy() -> Option<u64> {
     Some(cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6] + cpu.get(7).copied().unwrap_or(0))
 }
 
-/// utime + stime of `/proc/<pid>/stat` (all threads).
-fn process(pid: &str) -> Option<u64> {
+/// utime + stime of `/proc/<pid>/stat` (all threads; `pid` may be
+/// `self`), in clock ticks (`None` off Linux or for a process gone).
+pub fn process_ticks(pid: &str) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // After the command name: state is field 3, utime 14, stime 15.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
