@@ -10,22 +10,25 @@
 //!
 //! [`Concurrent::Reject`]: crate::Concurrent::Reject
 
-use std::collections::HashSet;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
+use hashbrown::hash_table::{Entry, HashTable};
 use idem::RandomState;
+
+/// The running keys' hashes, each its own hash in the table.
+type Hashes = Arc<Mutex<HashTable<u64>>>;
 
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     hasher: RandomState,
-    keys: Arc<Mutex<HashSet<u64, Unhashed>>>,
+    keys: Hashes,
 }
 
 /// A key marked running until dropped.
 #[derive(Debug)]
 pub(crate) struct Entered {
-    keys: Arc<Mutex<HashSet<u64, Unhashed>>>,
+    keys: Hashes,
     hash: u64,
 }
 
@@ -34,53 +37,25 @@ impl InFlight {
     pub(crate) fn enter(&self, key: &str) -> Option<Entered> {
         let hash = self.hasher.hash_one(key);
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if !keys.insert(hash) {
-            return None;
+        match keys.entry(hash, |&h| h == hash, |&h| h) {
+            Entry::Occupied(_) => None,
+            Entry::Vacant(v) => {
+                v.insert(hash);
+                Some(Entered {
+                    keys: Arc::clone(&self.keys),
+                    hash,
+                })
+            }
         }
-        Some(Entered {
-            keys: Arc::clone(&self.keys),
-            hash,
-        })
     }
 }
 
 impl Drop for Entered {
     fn drop(&mut self) {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        keys.remove(&self.hash);
-    }
-}
-
-/// The set's members are SipHash values already: used as they are.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Unhashed;
-
-impl BuildHasher for Unhashed {
-    type Hasher = Identity;
-
-    fn build_hasher(&self) -> Identity {
-        Identity(0)
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct Identity(u64);
-
-impl std::hash::Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used, by `u64`'s `Hash`; anything else still
-        // mixes every byte in.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        if let Ok(e) = keys.find_entry(self.hash, |&h| h == self.hash) {
+            e.remove();
         }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
     }
 }
 
