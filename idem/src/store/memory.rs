@@ -6,7 +6,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hashbrown::HashTable;
+use hashbrown::hash_table::{HashTable, OccupiedEntry};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -123,25 +123,28 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl Shard {
-    /// The key's entry, if it has not expired; an expired one is removed.
-    fn live(&mut self, hash: u64, key: StoreKey<'_>, now: Instant) -> Option<&mut Entry> {
+    /// The key's entry in the map, if it has not expired; an expired one
+    /// is removed.
+    fn entry(
+        &mut self,
+        hash: u64,
+        key: StoreKey<'_>,
+        now: Instant,
+    ) -> Option<OccupiedEntry<'_, Entry>> {
         let is_key = |e: &Entry| *e.key == *key.key && *e.namespace == *key.namespace;
         match self.entries.find_entry(hash, is_key) {
             Ok(e) if e.get().until <= now => {
                 e.remove();
                 None
             }
-            Ok(e) => Some(e.into_mut()),
+            Ok(e) => Some(e),
             Err(_) => None,
         }
     }
 
-    /// Removes the key's entry.
-    fn remove(&mut self, hash: u64, key: StoreKey<'_>) {
-        let is_key = |e: &Entry| *e.key == *key.key && *e.namespace == *key.namespace;
-        if let Ok(e) = self.entries.find_entry(hash, is_key) {
-            e.remove();
-        }
+    /// The key's entry, if it has not expired; an expired one is removed.
+    fn live(&mut self, hash: u64, key: StoreKey<'_>, now: Instant) -> Option<&mut Entry> {
+        self.entry(hash, key, now).map(OccupiedEntry::into_mut)
     }
 
     /// Removes every expired entry once the shard has doubled since the
@@ -160,10 +163,15 @@ impl Shard {
         key: StoreKey<'_>,
         lease: &Lease,
         now: Instant,
-    ) -> Option<&mut Entry> {
-        self.live(hash, key, now).filter(|e| {
-            matches!(e.slot, Slot::Leased { fence, owner } if fence == lease.fence && owner == lease.owner)
-        })
+    ) -> Option<OccupiedEntry<'_, Entry>> {
+        self.entry(hash, key, now).filter(|e| e.get().holds(lease))
+    }
+}
+
+impl Entry {
+    /// Whether this entry is `lease`.
+    fn holds(&self, lease: &Lease) -> bool {
+        matches!(self.slot, Slot::Leased { fence, owner } if fence == lease.fence && owner == lease.owner)
     }
 }
 
@@ -245,10 +253,10 @@ impl Store for MemoryStore {
         let now = Instant::now();
         let (hash, shard) = self.shard(key);
         let mut shard = shard.lock();
-        let e = shard
+        let mut e = shard
             .lease_of(hash, key, lease, now)
             .ok_or(StoreError::Fenced)?;
-        e.until = now + ttl;
+        e.get_mut().until = now + ttl;
         Ok(())
     }
 
@@ -265,15 +273,15 @@ impl Store for MemoryStore {
         let Some(e) = shard.live(hash, key, now) else {
             return Err(StoreError::Fenced);
         };
+        if e.holds(lease) {
+            e.until = now + retain;
+            e.slot = Slot::Completed(Record {
+                fence: lease.fence,
+                payload: payload.to_vec(),
+            });
+            return Ok(());
+        }
         match &e.slot {
-            Slot::Leased { fence, owner } if *fence == lease.fence && *owner == lease.owner => {
-                e.until = now + retain;
-                e.slot = Slot::Completed(Record {
-                    fence: lease.fence,
-                    payload: payload.to_vec(),
-                });
-                Ok(())
-            }
             // A retried completion whose first attempt went through.
             Slot::Completed(r) if r.fence == lease.fence => Ok(()),
             _ => Err(StoreError::Fenced),
@@ -284,10 +292,10 @@ impl Store for MemoryStore {
         let now = Instant::now();
         let (hash, shard) = self.shard(key);
         let mut shard = shard.lock();
-        shard
+        let e = shard
             .lease_of(hash, key, lease, now)
             .ok_or(StoreError::Fenced)?;
-        shard.remove(hash, key);
+        e.remove();
         Ok(())
     }
 }
